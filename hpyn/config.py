@@ -1,0 +1,248 @@
+"""SamplerConfig: one point of the search space, frozen, validated, JSON round-trip.
+
+Mapping to the paper's symbols (spec B.4):
+  steps    n (U-Net calls with CFG batched; the grid has n+1 points)
+  spacing  "time" = Eq. 16/18 power law in timestep space; "karras" = Eq. 15 power law in σ space
+  rho      ρ_t of Eq. 16/18 for "time" (paper: 1.2), ρ of Eq. 15 for "karras" (classic: 7)
+  final    "residual": stop at σ_n = epsilon and decode (Eq. 18/19); "zero": σ_min then 0 (classic)
+  epsilon  σ_end = σ^K_k(N_out, ρ_out, σ_min, σ_max): the paper's N_out, ρ_out, k act only through it
+  sigma_min  last non-zero σ of a "zero" grid (None: the model's σ_min); has no effect on "residual" grids
+  order    1 = DPM-Solver++1S (DDIM), 2 = DPM-Solver++2M, 3 = DPM-Solver++3M
+  freeu    windows [start, end) of 0-based step indices with FreeU (b1, b2, s1, s2); () = off
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpyn.noise import NoiseTable
+from hpyn.schedules import FINALS, SPACINGS, build
+
+__all__ = ["FreeUWindow", "SamplerConfig", "load_preset", "preset", "paper_setting", "classic_setting", "preset_path",
+           "PRESET_DIR", "PRESETS", "FREEU_MAPPINGS"]
+
+FREEU_MAPPINGS = ("reference", "diffusers")
+PRESET_DIR = Path(__file__).resolve().parents[1] / "studies" / "paper"
+
+
+def _check_keys(d: dict, cls, what: str) -> None:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys are {valid}")
+
+
+def _finite(name: str, value, *, positive: bool = False, nonneg: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonneg and value < 0:
+        raise ValueError(f"{name} must be ≥ 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FreeUWindow:
+    """FreeU (Si et al. 2024) on solver steps start ≤ i < end with backbone factors b and skip factors s."""
+
+    start: int
+    end: int
+    b1: float = 1.1
+    b2: float = 1.1
+    s1: float = 0.9
+    s2: float = 0.2
+
+    def __post_init__(self):
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"FreeU window {name} must be an int, got {v!r}")
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"FreeU window [{self.start}, {self.end}) is empty or negative")
+        for name in ("b1", "b2", "s1", "s2"):
+            _finite(f"FreeU {name}", getattr(self, name), nonneg=True)
+
+    @property
+    def factors(self) -> tuple[float, float, float, float]:
+        return (self.b1, self.b2, self.s1, self.s2)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int
+    spacing: str = "time"
+    rho: float = 1.2
+    final: str = "residual"
+    epsilon: float | None = None
+    sigma_min: float | None = None
+    order: int = 1
+    freeu: tuple[FreeUWindow, ...] = field(default_factory=tuple)
+    freeu_mapping: str = "reference"
+    guidance: float = 7.5
+
+    def __post_init__(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer ≥ 1, got {self.steps!r}")
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {sorted(SPACINGS)}")
+        _finite("rho", self.rho, positive=True)
+        if self.final not in FINALS:
+            raise ValueError(f"unknown final {self.final!r}; choose one of {list(FINALS)}")
+        if self.final == "residual":
+            if self.epsilon is None:
+                raise ValueError("final='residual' needs epsilon (the σ at which the latent is decoded)")
+            _finite("epsilon", self.epsilon, positive=True)
+            if self.sigma_min is not None:
+                raise ValueError(f"sigma_min={self.sigma_min!r} has no effect with final='residual' (the grid "
+                                 "ends at epsilon); leave it unset")
+        else:
+            if self.epsilon is not None:
+                raise ValueError(f"epsilon={self.epsilon!r} has no effect with final='zero'; use sigma_min")
+            if self.sigma_min is not None:
+                _finite("sigma_min", self.sigma_min, positive=True)
+        if self.order not in (1, 2, 3) or isinstance(self.order, bool):
+            raise ValueError(f"order must be 1, 2 or 3, got {self.order!r}")
+        windows = tuple(w if isinstance(w, FreeUWindow) else FreeUWindow(**w) for w in self.freeu)
+        object.__setattr__(self, "freeu", windows)
+        for w in windows:
+            if w.end > self.steps:
+                raise ValueError(f"FreeU window [{w.start}, {w.end}) lies outside the steps [0, {self.steps})")
+        for a, b in zip(sorted(windows, key=lambda w: w.start), sorted(windows, key=lambda w: w.start)[1:]):
+            if b.start < a.end:
+                raise ValueError(f"FreeU windows [{a.start}, {a.end}) and [{b.start}, {b.end}) overlap")
+        if self.freeu_mapping not in FREEU_MAPPINGS:
+            raise ValueError(f"unknown freeu_mapping {self.freeu_mapping!r}; choose one of {list(FREEU_MAPPINGS)}")
+        _finite("guidance", self.guidance, nonneg=True)
+
+    # ---- model-dependent checks and the grid -------------------------------------------------------
+    def validate(self, table: NoiseTable) -> SamplerConfig:
+        """Checks that need the model's noise table; returns self."""
+        if self.epsilon is not None and not table.sigma_min <= self.epsilon < table.sigma_max:
+            raise ValueError(f"epsilon={self.epsilon!r} must lie in [σ_min, σ_max) = "
+                             f"[{table.sigma_min:.6g}, {table.sigma_max:.6g}) of this model")
+        if self.sigma_min is not None and not 0 < self.sigma_min < table.sigma_max:
+            raise ValueError(f"sigma_min={self.sigma_min!r} must lie in (0, σ_max={table.sigma_max:.6g})")
+        return self
+
+    def sigmas(self, table: NoiseTable):
+        """The σ grid (float64, steps+1 values) this config samples over on a model with this table."""
+        self.validate(table)
+        return build(table, self.steps, spacing=self.spacing, rho=self.rho, final=self.final,
+                     epsilon=self.epsilon, sigma_min=self.sigma_min)
+
+    def freeu_at(self, step: int) -> tuple[float, float, float, float] | None:
+        """FreeU factors active at solver step `step`, or None when FreeU is off there."""
+        for w in self.freeu:
+            if w.start <= step < w.end:
+                return w.factors
+        return None
+
+    # ---- JSON --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["freeu"] = [dataclasses.asdict(w) for w in self.freeu]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SamplerConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"a sampler config must be a JSON object, got {type(d).__name__}")
+        _check_keys(d, cls, "sampler config")
+        d = dict(d)
+        windows = []
+        for w in d.get("freeu", ()) or ():
+            if not isinstance(w, dict):
+                raise ValueError(f"each FreeU window must be an object, got {w!r}")
+            _check_keys(w, FreeUWindow, "FreeU window")
+            windows.append(FreeUWindow(**w))
+        d["freeu"] = tuple(windows)
+        return cls(**d)
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_json(cls, s: str) -> SamplerConfig:
+        return cls.from_dict(json.loads(s))
+
+    def save(self, path) -> None:
+        Path(path).write_text(self.to_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path) -> SamplerConfig:
+        """A config file, or any JSON document with the config under "config" (presets, study exports)."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {path} is not valid JSON: {e}") from None
+        if isinstance(doc, dict) and "config" in doc:
+            doc = doc["config"]
+        try:
+            return cls.from_dict(doc)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def replace(self, **changes) -> SamplerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def preset_path(family: str, steps: int) -> Path:
+    return PRESET_DIR / f"{family}-{steps}.json"
+
+
+def load_preset(family: str, steps: int) -> SamplerConfig:
+    """The paper's published setting (spec B.2/D.3) for a model family ('sd15', 'sdxl') and step count."""
+    path = preset_path(family, steps)
+    if not path.exists():
+        have = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+        raise ValueError(f"no published paper setting for {family!r} with {steps} steps; published: {have}")
+    return SamplerConfig.load(path)
+
+
+def paper_setting(family: str | None, steps: int) -> tuple[SamplerConfig, str]:
+    """The paper's setting for (family, steps) and where it comes from.
+
+    Published (studies/paper/) when it exists. Otherwise a rule, stated in the returned note: ε and FreeU
+    factors of the nearest published step count of the family (ties → fewer steps), solver order as the
+    reference code picks it (1S up to 6 steps, 2M above, spec C.1), FreeU on every step if that published
+    setting uses it on every step, else off. Unknown families use SD1.5's settings (σ is model-agnostic).
+    """
+    family = family or "sd15"
+    published = sorted(int(p.stem.rsplit("-", 1)[1]) for p in PRESET_DIR.glob(f"{family}-*.json"))
+    if not published:
+        raise ValueError(f"no published paper settings for model family {family!r}")
+    if steps in published:
+        return load_preset(family, steps), f"published: {preset_path(family, steps).name}"
+    near = min(published, key=lambda n: (abs(n - steps), n))
+    base = load_preset(family, near)
+    all_on = len(base.freeu) == 1 and (base.freeu[0].start, base.freeu[0].end) == (0, near)
+    freeu = (dataclasses.replace(base.freeu[0], start=0, end=steps),) if all_on else ()
+    cfg = base.replace(steps=steps, order=1 if steps <= 6 else 2, freeu=freeu)
+    return cfg, (f"rule: no published {family} setting for {steps} steps; epsilon and FreeU from the "
+                 f"{near}-step setting, order {cfg.order} (1S ≤ 6 steps, 2M above), FreeU "
+                 f"{'on every step' if freeu else 'off'}")
+
+
+def classic_setting(steps: int, guidance: float = 7.5) -> SamplerConfig:
+    """Classic DPM-Solver++2M with Karras σ's (ρ = 7) down to the model's σ_min, then 0."""
+    return SamplerConfig(steps=steps, spacing="karras", rho=7.0, final="zero", order=2 if steps > 1 else 1,
+                         guidance=guidance)
+
+
+PRESETS = ("paper", "dpmpp2m-karras")
+
+
+def preset(name: str, family: str | None, steps: int) -> SamplerConfig:
+    if name == "paper":
+        return paper_setting(family, steps)[0]
+    if name == "dpmpp2m-karras":
+        return classic_setting(steps)
+    raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)} or give a JSON file")

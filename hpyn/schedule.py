@@ -1,0 +1,71 @@
+"""Print the σ and t arrays of a preset or config file, without downloading anything.
+
+    python -m hpyn.schedule --model sd15 --steps 5 --preset paper
+    python -m hpyn.schedule --model sdxl --steps 8 --preset paper --json
+    python -m hpyn.schedule --model sd15 --config best.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hpyn.config import PRESETS, SamplerConfig, paper_setting, preset
+
+__all__ = ["describe", "main"]
+
+
+def describe(config: SamplerConfig, table) -> dict:
+    """σ grid, U-Net timesteps (map 1; '-' for σ = 0), and log-σ step sizes h_i of a config on a noise table."""
+    sigmas = config.sigmas(table)
+    nonzero = sigmas[sigmas > 0]
+    ts = table.t_of_sigma(nonzero).tolist()
+    lam = (-nonzero.log()).tolist()
+    return {"config": config.to_dict(), "sigmas": sigmas.tolist(), "timesteps": ts,
+            "h": [b - a for a, b in zip(lam, lam[1:])], "sigma_min": table.sigma_min, "sigma_max": table.sigma_max}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hpyn.schedule", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sd15", help="registry name, diffusers folder or hub id (default sd15)")
+    p.add_argument("--steps", type=int, help="number of steps (for --preset)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", choices=PRESETS, default=None, help="a named setting (default: paper)")
+    g.add_argument("--config", help="a SamplerConfig or exported-study JSON file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    try:
+        from hpyn.models import noise_table, resolve
+        spec = resolve(args.model)
+        table = noise_table(spec)
+        if args.config:
+            config, note = SamplerConfig.load(args.config), f"file {args.config}"
+        else:
+            if args.steps is None:
+                raise ValueError("give --steps with a preset (or --config FILE)")
+            name = args.preset or "paper"
+            if name == "paper":
+                config, note = paper_setting(spec.family, args.steps)
+            else:
+                config, note = preset(name, spec.family, args.steps), name
+        info = describe(config, table)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"model": spec.name, "source": note, **info}, indent=2))
+        return 0
+    print(f"model {spec.name}  σ_min={table.sigma_min:.6g}  σ_max={table.sigma_max:.6g}  ({note})")
+    c = config
+    print(f"steps={c.steps} spacing={c.spacing} rho={c.rho} final={c.final} epsilon={c.epsilon} "
+          f"sigma_min={c.sigma_min} order={c.order} guidance={c.guidance} freeu={[w.__dict__ for w in c.freeu]}")
+    print("sigma: " + " ".join(f"{s:.5g}" for s in info["sigmas"]))
+    print("t:     " + " ".join(f"{t:.2f}" for t in info["timesteps"]) + (" (then σ=0)" if c.final == "zero" else ""))
+    print("h:     " + " ".join(f"{h:.3f}" for h in info["h"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
