@@ -171,9 +171,9 @@ def load_model(name: str, device: str | torch.device | None = None, dtype: torch
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, AutoencoderKL
     except ImportError as e:  # pragma: no cover
         raise ImportError("loading models needs diffusers: pip install diffusers transformers accelerate") from e
-    kw = {"torch_dtype": dtype}
+    kw = {"dtype": dtype}
     if spec.vae:
-        kw["vae"] = AutoencoderKL.from_pretrained(spec.vae, torch_dtype=dtype)
+        kw["vae"] = AutoencoderKL.from_pretrained(spec.vae, dtype=dtype)
     if spec.kind == "sdxl":
         pipe = StableDiffusionXLPipeline.from_pretrained(spec.source, **kw)
     else:

@@ -10,7 +10,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# tiny test models gain nothing from threads, and OpenMP threads oversubscribed by a parallel job (pytest -n,
+# a training run) slow a 2-core machine down ~10x
+torch.set_num_threads(1)
 
 
 def tiny_unet(cross_dim: int = 32, prediction_type: str = "epsilon"):
@@ -45,7 +47,8 @@ def build_tiny_pipeline(folder, prediction_type: str = "epsilon"):
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                         norm_num_groups=8, sample_size=16).eval()
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                          prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=False)
+                          prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=False,
+                          steps_offset=1)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=tiny_unet(32),
                                    scheduler=sched, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
