@@ -122,3 +122,16 @@ def test_generate_cli_writes_pngs(tiny_pipeline_dir, tmp_path, capsys):
     assert main(["--model", str(tiny_pipeline_dir), "--config", "paper", "--steps", "4",
                  "--prompts", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
     assert "missing.txt" in capsys.readouterr().err
+
+
+def test_sdxl_pipeline_with_added_conditions(tiny_sdxl_dir):
+    m = load_model(str(tiny_sdxl_dir), device="cpu")
+    assert m.spec.kind == "sdxl"
+    cond, uncond, added, added_u = m.encode_prompts(["a cat", "a dog"])
+    assert added["text_embeds"].shape == (2, 16) and added["time_ids"].tolist()[0] == [16, 16, 0, 0, 16, 16]
+    # force_zeros_for_empty_prompt (SDXL default): the unconditional branch is zeros, as in the paper's scripts
+    assert uncond.abs().max() == 0 and added_u["text_embeds"].abs().max() == 0
+    cfg = load_preset("sdxl", 6)
+    imgs = generate(m, cfg, ["a cat", "a dog"], [0, 1])
+    assert imgs.shape == (2, 3, 16, 16)
+    assert torch.equal(imgs[1:], generate(m, cfg, ["a dog"], [1]))
