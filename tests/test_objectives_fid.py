@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.fid import (feature_statistics, fid_from_features, frechet_distance, kid_from_features,
-                            kid_subset_size)
+from objectives import fid as fid_module
+from objectives.fid import (feature_statistics, fid_from_features, fid_from_features_and_statistics,
+                            frechet_distance, kid_from_features, kid_kernel, kid_subset_size)
 
 
 def _sqrtm_psd(a):
@@ -64,11 +65,24 @@ def test_small_sample_shortcut_equals_torch_fidelity(n1, n2):
     assert fid_from_features(x, y) == pytest.approx(general, rel=1e-7, abs=1e-7)
 
 
+@pytest.mark.parametrize("n", [40, 200])
+def test_fid_against_precomputed_statistics(n):
+    rng = np.random.default_rng(9)
+    d = 64
+    x = rng.normal(size=(n, d)) * 0.5
+    y = rng.normal(size=(500, d)) @ rng.normal(size=(d, d)) * 0.2 + 0.3
+    mu, sigma = feature_statistics(y)
+    assert fid_from_features_and_statistics(x, mu, sigma) == pytest.approx(fid_from_features(x, y), rel=1e-9)
+    assert fid_from_features_and_statistics(x, mu, sigma) == pytest.approx(
+        frechet_distance(*feature_statistics(x), mu, sigma), rel=1e-7)
+
+
 def test_fid_of_a_set_against_itself_is_zero():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(100, 2048)).astype(np.float32)   # N < D, like a small trial
-    assert abs(fid_from_features(x, x)) < 1e-6
-    assert fid_from_features(torch.from_numpy(x), x[::-1].copy()) == pytest.approx(0, abs=1e-6)
+    scale = 2 * x.var(0).sum()   # tr S1 + tr S2 ≈ 4096: zero up to round-off relative to that
+    assert abs(fid_from_features(x, x)) < 1e-9 * scale
+    assert abs(fid_from_features(torch.from_numpy(x), x[::-1].copy())) < 1e-9 * scale
 
 
 def test_fid_rejects_bad_shapes():
@@ -78,9 +92,12 @@ def test_fid_rejects_bad_shapes():
         fid_from_features(np.zeros((1, 3)), np.zeros((5, 3)))
 
 
-def test_kid_equals_torch_fidelity():
+@pytest.mark.parametrize("cached", [True, False])
+def test_kid_equals_torch_fidelity(cached, monkeypatch):
     from torch_fidelity.metric_kid import kid_features_to_metric
 
+    if not cached:   # per-subset kernels, the path for very large sets
+        monkeypatch.setattr(fid_module, "_KERNEL_CACHE_MAX", 0)
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(80, 64)), rng.normal(size=(150, 64)) + 0.2
     ours = kid_from_features(x, y, subsets=20, subset_size=50, seed=7)
@@ -88,6 +105,8 @@ def test_kid_equals_torch_fidelity():
                                  rng_seed=7, verbose=False)
     assert ours[0] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-10)
     assert ours[1] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-10)
+    again = kid_from_features(x, y, subsets=20, subset_size=50, seed=7, kernel_22=kid_kernel(y))   # cached ref kernel
+    assert again == pytest.approx(ours, rel=1e-12)
 
 
 def test_kid_is_unbiased_on_identical_distributions():
