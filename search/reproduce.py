@@ -1,0 +1,130 @@
+"""Sample an exported schedule with plain diffusers + torch (this file imports nothing from hpyn: copy it).
+
+    python -m search.reproduce --export best.json --model path/or/hub-id --prompt "a photo of a cat" --seeds 0-3 \
+        --out out/
+
+It reads the export's explicit "sigmas" (σ_0 > … > σ_n, x = x0 + σ·noise) and "timesteps" (the fractional U-Net
+timestep of each σ_i > 0) and runs DPM-Solver++ (order 1 = DDIM, 2M, 3M in λ = −log σ form) with classifier-free
+guidance on a StableDiffusionPipeline's UNet. A "residual" ending decodes the latent at σ_n = ε directly; a "zero"
+ending's last step returns the denoised latent. Initial noise of image i: `torch.randn(latent, generator=
+torch.Generator("cpu").manual_seed(seed_i)) * σ_0`, as `hpyn.generate`, so the pixels match hpyn's
+(tests/test_search_reproduce.py). FreeU windows use diffusers' `unet.enable_freeu` per step, which is the
+"diffusers" mapping; a config with the paper's "reference" mapping needs hpyn for exact results (spec D.4).
+SD1.5-style pipelines with ε-prediction only (SDXL needs its extra conditioning: use hpyn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["load_schedule", "sample", "main"]
+
+
+def load_schedule(path) -> dict:
+    doc = json.loads(Path(path).read_text())
+    missing = [k for k in ("config", "sigmas", "timesteps") if k not in doc]
+    if missing:
+        raise ValueError(f"{path} is not a search export (missing {missing})")
+    return doc
+
+
+def _dpmpp_step(x, d, s, s_next, hist, order):
+    """One DPM-Solver++ multistep update from σ = s to s_next; `hist` = earlier (denoised, h) pairs, newest last."""
+    if s_next == 0:
+        return d                                      # a jump to σ = 0 returns the denoised latent
+    h = math.log(s / s_next)
+    if order == 3:                                    # exponential integrator with φ₂, φ₃ (hpyn.solvers, 3M)
+        phi1 = -math.expm1(-h)
+        phi2 = 1 - phi1 / h
+        x_next = math.exp(-h) * x + phi1 * d
+        if len(hist) >= 2:
+            (d1, h1), (d2, h2) = hist[-1], hist[-2]
+            r0, r1 = h1 / h, h2 / h
+            d1_0, d1_1 = (d - d1) / r0, (d1 - d2) / r1
+            first = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+            second = (d1_0 - d1_1) / (r0 + r1)
+            x_next = x_next + phi2 * first - 2 * (phi2 / h - 0.5) * second
+        elif hist:
+            d1, h1 = hist[-1]
+            x_next = x_next + phi2 * (d - d1) / (h1 / h)
+        return x_next
+    if order == 2 and hist:                           # 2M: D̃ = (1 + 1/2r)·D − (1/2r)·D_prev, r = h_prev/h
+        d1, h1 = hist[-1]
+        r = h1 / h
+        d = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * d1
+    ratio = s_next / s                                # 1S (DDIM): x' = (σ'/σ)·x + (1 − σ'/σ)·D
+    return ratio * x + (1 - ratio) * d
+
+
+@torch.no_grad()
+def sample(pipe, schedule: dict, prompts: list[str], seeds: list[int]) -> torch.Tensor:
+    """uint8 [N, 3, H, W] images of an exported schedule on a diffusers StableDiffusionPipeline."""
+    cfg, sigmas, ts = schedule["config"], [float(s) for s in schedule["sigmas"]], [float(t) for t in schedule["timesteps"]]
+    unet, vae, device = pipe.unet, pipe.vae, pipe.device
+    if pipe.scheduler.config.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError("this short sampler handles ε-prediction models; use hpyn for v-prediction")
+    windows = cfg.get("freeu") or []
+    if windows and cfg.get("freeu_mapping") != "diffusers":
+        warnings.warn("this schedule uses FreeU with the paper's 'reference' mapping; diffusers' enable_freeu is the "
+                      "'diffusers' mapping, so images will differ slightly from hpyn's (spec D.4)")
+    w, order = float(cfg["guidance"]), int(cfg["order"])
+    cond, uncond = pipe.encode_prompt(prompts, device, 1, True)
+    context = torch.cat([uncond, cond])
+    side = unet.config.sample_size
+    x = torch.stack([torch.randn((unet.config.in_channels, side, side), generator=torch.Generator("cpu").manual_seed(s))
+                     for s in seeds]).to(device) * sigmas[0]
+    hist = []
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        win = next((v for v in windows if v["start"] <= i < v["end"]), None)
+        if win:
+            unet.enable_freeu(s1=win["s1"], s2=win["s2"], b1=win["b1"], b2=win["b2"])
+        elif windows:
+            unet.disable_freeu()
+        xin = torch.cat([x, x]) / math.sqrt(s * s + 1)
+        t = torch.full((xin.shape[0],), ts[i], device=device, dtype=torch.float32)
+        eps = unet(xin.to(unet.dtype), t, encoder_hidden_states=context, return_dict=False)[0].to(x.dtype)
+        d_u, d_c = (torch.cat([x, x]) - s * eps).chunk(2)
+        d = d_u + w * (d_c - d_u)                     # CFG on the denoised outputs (= CFG on ε)
+        x = _dpmpp_step(x, d, s, s_next, hist, order)
+        if s_next > 0:
+            hist = (hist + [(d, math.log(s / s_next))])[-2:]
+    if windows:
+        unet.disable_freeu()
+    z = x / vae.config.scaling_factor
+    y = vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
+    return ((y + 1) / 2).clamp(0, 1).mul(255).to(torch.uint8).cpu()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m search.reproduce", description=__doc__.split("\n\n")[0])
+    p.add_argument("--export", required=True, help="JSON written by python -m search.export")
+    p.add_argument("--model", required=True, help="diffusers StableDiffusionPipeline folder or hub id")
+    p.add_argument("--prompt", required=True, action="append")
+    p.add_argument("--seeds", default="0-3", help="a-b or a,b,c")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+    seeds = [s for part in args.seeds.split(",") for s in
+             (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])]
+    prompts = [args.prompt[i % len(args.prompt)] for i in range(len(seeds))]
+    pipe = StableDiffusionPipeline.from_pretrained(args.model, safety_checker=None, requires_safety_checker=False)
+    pipe.to("cuda" if torch.cuda.is_available() else "cpu")
+    images = sample(pipe, load_schedule(args.export), prompts, seeds)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for img, seed in zip(images, seeds):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(out / f"{seed:06d}.png")
+    print(f"wrote {len(images)} images to {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
