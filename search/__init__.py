@@ -13,4 +13,7 @@ Modules, one concern each:
     run.py        `python -m search.run`: check inputs, open/resume the study, enqueue baselines, optimise
     export.py     `python -m search.export`: best / top-K / Pareto schedules as JSON (schema_version 1)
     reproduce.py  sample an export with plain diffusers + torch (no hpyn import)
+    workers.py    many workers on one study: study lock, heartbeats + stale-trial retry, worker seeds;
+                  `python -m search.workers --gpus all -- ARGS` (one search.run per GPU)
+    ray_tune.py   `--backend ray`: trials on a Ray cluster via Ray Tune (OptunaSearch + ASHA); early stops told PRUNED
 """

@@ -40,6 +40,8 @@ examples:
   python -m search.run --model toy --steps 5                 # again: resumes the same study
   python -m search.run --model sd15 --steps 5 --reference coco2014:/data/coco --prompts coco2014:/data/coco
   python -m search.run --model sdxl --steps 8 --objective fid+clip --trials 100 --storage postgresql://u:p@host/db
+  python -m search.workers --gpus all -- --model sd15 --steps 5 --storage postgresql://u:p@host/db   # 1 worker/GPU
+  python -m search.run --model sd15 --steps 5 --storage postgresql://u:p@host/db --backend ray --ray-address auto
   python -m search.run --model toy --steps 4 --space my_space.json --study toy-4-narrow
 
 then:
@@ -86,6 +88,11 @@ class RunOptions:
     artifacts: str | None = None
     startup_trials: int = 8
     quiet: bool = False
+    heartbeat: int | None = 30          # seconds; a running trial without a heartbeat for 3x this is failed, retried
+    backend: str = "local"              # local | ray
+    ray_address: str | None = None
+    gpus_per_trial: float | None = None  # Ray: default 1 when the cluster has GPUs, else 0
+    max_concurrent: int | None = None
 
 
 @dataclass
@@ -182,6 +189,17 @@ def prepare(opts: RunOptions) -> Prepared:
         raise ValueError("--objective fid+clip needs the CLIP score (keep 'clip' in --metrics, --clip not 'none')")
     if opts.seed < 0:
         raise ValueError(f"--seed {opts.seed!r}: must be ≥ 0")
+    if opts.heartbeat is not None and (isinstance(opts.heartbeat, bool) or not isinstance(opts.heartbeat, int)
+                                       or opts.heartbeat < 0):
+        raise ValueError(f"--heartbeat {opts.heartbeat!r}: give whole seconds ≥ 1 (or 0 to switch heartbeats off)")
+    if opts.backend not in ("local", "ray"):
+        raise ValueError(f"--backend {opts.backend!r}: use 'local' or 'ray'")
+    if opts.backend == "ray" and (opts.objective != "fid" or opts.clip_margin is not None):
+        raise ValueError("--backend ray runs --objective fid studies without --clip-margin; use the local backend")
+    if opts.gpus_per_trial is not None and opts.gpus_per_trial < 0:
+        raise ValueError(f"--gpus-per-trial {opts.gpus_per_trial!r}: must be ≥ 0")
+    if opts.max_concurrent is not None and opts.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent {opts.max_concurrent!r}: must be ≥ 1")
     rungs = parse_rungs(opts.rungs if opts.rungs is not None else d["rungs"])
     guidance = d["guidance"] if opts.guidance is None else opts.guidance
     if not guidance >= 0:
@@ -259,21 +277,23 @@ def make_pruner(name: str, rungs: Sequence[int]):
     return optuna.pruners.NopPruner()
 
 
-def make_sampler(opts: RunOptions, n_existing: int):
+def make_sampler(opts: RunOptions, n_existing: int, worker_index: int = 0):
     import optuna
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # the seed moves on with the study, so a resumed run does not replay the first run's random trials
-        return optuna.samplers.TPESampler(seed=opts.seed * 7919 + n_existing, multivariate=True, group=True,
-                                          n_startup_trials=opts.startup_trials)
+        # and each worker of a study gets its own seed; constant_liar: trials running elsewhere count as bad
+        from search.workers import worker_seed
+        return optuna.samplers.TPESampler(seed=worker_seed(opts.seed, n_existing, worker_index), multivariate=True,
+                                          group=True, n_startup_trials=opts.startup_trials, constant_liar=True)
 
 
 def open_study(prep: Prepared, storage=None):
     """Create the study, or load it and check that it was made with the same settings."""
     import optuna
-    from search.storage import get_storage
+    from search.workers import open_storage
 
-    storage = storage or get_storage(prep.storage_url, heartbeat_interval=30, grace_period=90, retry_failed=1)
+    storage = storage or open_storage(prep.storage_url, prep.opts.heartbeat or None)
     try:
         existing = optuna.load_study(study_name=prep.study_name, storage=storage)
     except KeyError:
@@ -291,10 +311,11 @@ def open_study(prep: Prepared, storage=None):
                              "comparable with this run's:\n  " + "\n  ".join(diff) +
                              "\nrun with the study's settings to resume it, or give a new --study name")
     n_existing = len(existing.trials) if existing is not None else 0
+    worker_index = int(existing.user_attrs.get("worker_starts", 0)) if existing is not None else 0
     kw = dict(directions=["minimize", "maximize"]) if prep.opts.objective == "fid+clip" else \
         dict(direction="minimize")
     study = optuna.create_study(storage=storage, study_name=prep.study_name, load_if_exists=True,
-                                sampler=make_sampler(prep.opts, n_existing),
+                                sampler=make_sampler(prep.opts, n_existing, worker_index),
                                 pruner=make_pruner(prep.opts.pruner, prep.rungs), **kw)
     if existing is None:
         study.set_user_attr("hpyn", {**prep.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -302,6 +323,7 @@ def open_study(prep: Prepared, storage=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["FID"] if prep.opts.objective == "fid" else ["FID", "CLIP score"])
+    study.set_user_attr("worker_starts", worker_index + 1)   # how many worker processes the study has had
     return study
 
 
@@ -369,8 +391,8 @@ class _Stopper:
         import optuna
         self.fails = self.fails + 1 if trial.state == optuna.trial.TrialState.FAIL else 0
         c = counts(study)
-        if c.get("COMPLETE", 0) + c.get("PRUNED", 0) >= self.target:
-            study.stop()
+        if c.get("COMPLETE", 0) + c.get("PRUNED", 0) >= self.target and not c.get("WAITING"):
+            study.stop()   # (WAITING: an enqueued baseline or a dead worker's retried trial still to run)
         elif self.fails >= MAX_CONSECUTIVE_FAILURES:
             self.log(f"stopping: the last {self.fails} trials failed (see their fail_reason in the dashboard)")
             study.stop()
@@ -384,16 +406,26 @@ def load_evaluator(prep: Prepared):
 
 
 def run_study(opts: RunOptions, *, evaluator=None, model=None, callbacks: Sequence[Callable] = (),
-              log: Callable[[str], None] | None = print):
-    """Run (or resume) a study; returns it. `evaluator`/`model` may be passed in (tests, notebooks)."""
+              log: Callable[[str], None] | None = print, ray_factory: Callable | None = None):
+    """Run (or resume) a study; returns it. `evaluator`/`model` may be passed in (tests, notebooks); with
+    `opts.backend == "ray"`, `ray_factory(prep) -> (model, evaluator)` builds them in each Ray worker."""
     import optuna
     from search.objective import Objective
     from search.storage import artifact_dir, artifact_store
+    from search.workers import fail_stale, open_storage, study_lock, warn_shared_sqlite
 
     say = log or (lambda s: None)
     prep = prepare(opts)
-    study = open_study(prep)
-    added = enqueue_baselines(study, prep)
+    storage = open_storage(prep.storage_url, opts.heartbeat or None)
+    # one worker at a time creates/checks the study and enqueues missing baselines (see search/workers.py)
+    with study_lock(prep.storage_url, prep.study_name):
+        study = open_study(prep, storage)
+        added = enqueue_baselines(study, prep)
+    warn_shared_sqlite(prep.storage_url, study, opts.heartbeat)
+    stale = fail_stale(study)
+    if stale:
+        say(f"failed trial(s) {stale}: their worker died (no heartbeat for {3 * (opts.heartbeat or 0)}s); "
+            "they are retried")
     c = counts(study)
     done = c.get("COMPLETE", 0) + c.get("PRUNED", 0)
     art = artifact_dir(prep.storage_url, opts.artifacts)
@@ -402,9 +434,15 @@ def run_study(opts: RunOptions, *, evaluator=None, model=None, callbacks: Sequen
 )
     for name, note in added:
         say(f"  enqueued baseline {name}: {note}")
-    if done >= opts.trials:
+    if done >= opts.trials and not c.get("WAITING"):
         say(f"the study already has {done} finished trials (target {opts.trials}); give a larger --trials to go on")
         summary(study, say)
+        return study
+    if opts.backend == "ray":
+        from search.ray_tune import run_ray
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        run_ray(opts, prep, study, storage, factory=ray_factory, log=log)
+        summary(study, say, prep.storage_url, art)
         return study
     if model is None:
         from hpyn.models import load_model
@@ -495,6 +533,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "otherwise; their features are computed once and cached)")
     p.add_argument("--artifacts", help="artifact folder for image grids (default: beside the SQLite file)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    w = p.add_argument_group("many workers (see README, 'Many workers')")
+    w.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between heartbeats of a running trial (default 30; 0 = off). A trial of a killed "
+                        "worker is failed after 3x this and run again by a live worker")
+    w.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local: trials in this process (run one process per GPU/machine on a shared "
+                        "postgresql:// study); ray: trials on a Ray cluster through Ray Tune")
+    w.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray; 'auto': the running one)")
+    w.add_argument("--gpus-per-trial", type=float, help="GPUs per Ray trial (default 1 if the cluster has GPUs)")
+    w.add_argument("--max-concurrent", type=int, help="most Ray trials at once (default: as resources allow)")
     return p
 
 
@@ -506,7 +554,9 @@ def main(argv=None) -> int:
                       pruner=args.pruner, clip_margin=args.clip_margin, clip=args.clip,
                       metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()), device=args.device,
                       batch_size=args.batch_size, n_reference=args.n_reference, artifacts=args.artifacts,
-                      quiet=args.quiet)
+                      quiet=args.quiet, heartbeat=args.heartbeat or None, backend=args.backend,
+                      ray_address=args.ray_address, gpus_per_trial=args.gpus_per_trial,
+                      max_concurrent=args.max_concurrent)
     try:
         run_study(opts, log=None if args.quiet else print)
     except ValueError as e:
