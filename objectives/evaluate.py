@@ -135,23 +135,30 @@ class Evaluator:
         return conv
 
     def evaluate(self, images=None, prompts: Sequence[str] | None = None, *, features: torch.Tensor | None = None,
-                 clip_scores: np.ndarray | None = None, prd_plot: str | os.PathLike | None = None) -> dict:
+                 clip_scores: np.ndarray | None = None, prd_plot: str | os.PathLike | None = None,
+                 metrics: Sequence[str] | None = None) -> dict:
         """All metrics of ``images`` (uint8 [N, 3, H, W]) generated from ``prompts``.
 
         Pass ``features`` / ``clip_scores`` (from ``image_features`` / ``clip_scores``) instead of images to
-        reuse work, e.g. across rungs. ``prd_plot``: write the PRD curve as a PNG there.
+        reuse work, e.g. across rungs. ``prd_plot``: write the PRD curve as a PNG there. ``metrics``: compute
+        only these of the Evaluator's metrics in this call (e.g. skip PRD at early rungs).
 
         Returns a flat dict ``fid, kid_mean, kid_std, clip_score, prd_f8, prd_f1_8, n`` (metrics not computed
         are absent), plus ``conventions`` (dict) and ``timings`` (seconds per stage). ``self.last`` keeps the
         features, per-sample CLIP scores and PRD curve of the last call.
         """
+        if metrics is None:
+            metrics = self.metrics
+        elif set(metrics) - set(self.metrics):
+            raise ValueError(f"metrics {sorted(set(metrics) - set(self.metrics))} are not enabled in this Evaluator "
+                             f"(enabled: {list(self.metrics)})")
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         if images is not None:
             images = as_uint8_nchw(images)
         n = len(images) if images is not None else len(features) if features is not None else len(clip_scores)
         out: dict = {}
-        need_features = bool({"fid", "kid", "prd"} & set(self.metrics))
+        need_features = bool({"fid", "kid", "prd"} & set(metrics))
         if need_features:
             if features is None:
                 if images is None:
@@ -161,26 +168,26 @@ class Evaluator:
                 timings["features_s"] = time.perf_counter() - t
             if len(features) != n:
                 raise ValueError(f"{len(features)} feature rows for {n} samples")
-        if "fid" in self.metrics:
+        if "fid" in metrics:
             t = time.perf_counter()
             out["fid"] = (fid_from_features(features, self.ref_features) if self._ref_stats is None
                           else fid_from_features_and_statistics(features, *self._ref_stats))
             timings["fid_s"] = time.perf_counter() - t
-        if "kid" in self.metrics:
+        if "kid" in metrics:
             t = time.perf_counter()
             out["kid_mean"], out["kid_std"] = kid_from_features(
                 features, self.ref_features, subsets=self.kid_subsets, subset_size=self.kid_subset_size,
                 seed=self.seed, device=self.device, kernel_22=self._ref_kernel)
             timings["kid_s"] = time.perf_counter() - t
         curve = None
-        if "prd" in self.metrics:
+        if "prd" in metrics:
             t = time.perf_counter()
             curve = self.prd(features)
             out["prd_f8"], out["prd_f1_8"] = curve.f_beta(8)
             timings["prd_s"] = time.perf_counter() - t
             if prd_plot is not None:
                 plot_prd(curve, prd_plot, title=f"PRD vs {self.reference.name} (N={min(n, self.n_reference)})")
-        if "clip" in self.metrics and self.clip is not None:
+        if "clip" in metrics and self.clip is not None:
             if clip_scores is None:
                 if prompts is None:
                     if self.prompts is None:

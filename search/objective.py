@@ -187,31 +187,24 @@ class Objective:
 
     def _evaluate(self, new, lo: int, n: int, images, feats, clips, last: bool) -> dict:
         ev = self.evaluator
-        metrics = getattr(ev, "metrics", None)
-        if not last and metrics is not None and "prd" in metrics:
+        kw = {}
+        enabled = getattr(ev, "metrics", None)  # the real Evaluator; simple evaluators compute what they compute
+        if not last and enabled is not None and "prd" in enabled:
             # PRD (10 k-means runs) only at the last rung: pruning needs FID, and PRD is the slowest metric
-            ev.metrics = tuple(m for m in metrics if m != "prd")
-        try:
-            return self._evaluate_all(new, lo, n, images, feats, clips)
-        finally:
-            if metrics is not None:
-                ev.metrics = metrics
-
-    def _incremental(self) -> bool:
-        ev = self.evaluator
-        return hasattr(ev, "image_features") and hasattr(ev, "clip_scores") and \
-            getattr(ev, "extractor", None) is not None
-
-    def _evaluate_all(self, new, lo: int, n: int, images, feats, clips) -> dict:
-        ev = self.evaluator
+            kw["metrics"] = tuple(m for m in enabled if m != "prd")
         prompts = list(self.prompts[:n])
         if self._incremental():
             feats.append(ev.image_features(new))
             if getattr(ev, "clip", None) is not None:
                 clips.append(ev.clip_scores(new, list(self.prompts[lo:n])))
             return ev.evaluate(None, prompts, features=torch.cat(feats),
-                               clip_scores=np.concatenate(clips) if clips else None)
-        return ev.evaluate(torch.cat(images), prompts)
+                               clip_scores=np.concatenate(clips) if clips else None, **kw)
+        return ev.evaluate(torch.cat(images), prompts, **kw)
+
+    def _incremental(self) -> bool:
+        ev = self.evaluator
+        return hasattr(ev, "image_features") and hasattr(ev, "clip_scores") and \
+            getattr(ev, "extractor", None) is not None
 
     def _finish(self, trial, t0: float, images: torch.Tensor, row: dict) -> None:
         trial.set_user_attr("wall_time_s", round(time.perf_counter() - t0, 3))

@@ -80,6 +80,17 @@ def test_features_are_computed_once_and_reusable(evaluator):
         assert m1[k] == pytest.approx(m2[k])
 
 
+def test_per_call_metric_subset_skips_prd_without_changing_fid(evaluator):
+    imgs = _images(24, 5)
+    full = evaluator.evaluate(imgs)
+    part = evaluator.evaluate(imgs, metrics=("fid", "kid", "clip"))
+    assert "prd_f8" not in part and "prd_f8" in full
+    assert part["fid"] == full["fid"] and part["kid_mean"] == full["kid_mean"]
+    assert evaluator.metrics == ("fid", "kid", "clip", "prd")  # the Evaluator itself is unchanged
+    with pytest.raises(ValueError, match=r"\['is'\] are not enabled"):
+        evaluator.evaluate(imgs, metrics=("fid", "is"))
+
+
 def test_same_distribution_scores_better_than_a_shifted_one(evaluator):
     same = evaluator.evaluate(_images(100, 3), ["a red"] * 100)
     shifted = evaluator.evaluate(_images(100, 3) // 2, ["a red"] * 100)
