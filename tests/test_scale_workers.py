@@ -138,8 +138,8 @@ def test_two_workers_share_a_study_and_a_sigkilled_worker_loses_nothing(setup, p
         assert theirs and ours and not (theirs & ours), (lines, b_log)
 
         # -- phase 2: SIGKILL A between the first and the last rung of a trial
-        victim = wait_for(pg_url, name, lambda ts: next((t for t in ts if t.state == S.RUNNING and t.intermediate_values
-                                                         and t.number not in ours), None), proc=a)
+        busy = wait_for(pg_url, name, lambda ts: next((t for t in ts if t.state == S.RUNNING and t.intermediate_values
+                                                       and t.number not in ours), None), proc=a)
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=30)
     finally:
@@ -148,9 +148,14 @@ def test_two_workers_share_a_study_and_a_sigkilled_worker_loses_nothing(setup, p
         a.wait(timeout=30)
         reader.join(timeout=10)
         a.stdout.close()
-    assert victim is not None, "".join(lines)[-3000:]
+    assert busy is not None, "".join(lines)[-3000:]
     assert a.returncode == -signal.SIGKILL
     study = optuna.load_study(study_name=name, storage=pg_url)
+    # the victim is whatever A held when it died: `busy` may have finished in the moment before the kill
+    # arrived, and A then started its next trial (B finished in phase 1, so every RUNNING trial is A's)
+    running = [t for t in study.get_trials() if t.state == S.RUNNING]
+    assert len(running) == 1, ([t.number for t in running], "".join(lines)[-3000:])
+    victim = running[0]
     before = {t.number: (t.state, t.params, t.values, t.user_attrs["rungs"]) for t in study.get_trials()
               if t.state in (S.COMPLETE, S.PRUNED)}
     assert study.trials[victim.number].state == S.RUNNING
