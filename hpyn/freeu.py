@@ -66,10 +66,12 @@ def freeu_sites(unet, mapping: str = "reference") -> list[Site]:
 
 
 class FreeU:
-    """Install once per UNet; `set((b1, b2, s1, s2))` or `set(None)` between U-Net calls."""
+    """Install once per UNet; `set((b1, b2, s1, s2))` or `set(None)` between U-Net calls.
 
-    def __init__(self, unet, mapping: str = "reference"):
-        self.sites = freeu_sites(unet, mapping)
+    `sites` default to `freeu_sites(unet, mapping)`; a model adapter passes its own (`Adapter.freeu_sites`)."""
+
+    def __init__(self, unet, mapping: str = "reference", sites: list[Site] | None = None):
+        self.sites = list(sites) if sites is not None else freeu_sites(unet, mapping)
         self.mapping = mapping
         self.factors: tuple[float, float, float, float] | None = None
         self._handles = [

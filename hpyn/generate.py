@@ -1,7 +1,8 @@
 """prompts + seeds + SamplerConfig → images.  `python -m hpyn.generate --help`
 
 Image i depends only on (seeds[i], prompts[i], config): its initial noise comes from its own generator,
-so batch size and order never change which noise an image gets.
+so batch size and order never change which noise an image gets. Everything that depends on the model family
+(noise levels, prompt encoding, the denoiser, FreeU sites, decoding) is asked of the model (`hpyn.models`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import torch
 from tqdm.auto import tqdm
 
 from hpyn.config import SamplerConfig
-from hpyn.denoisers import CFGDenoiser
-from hpyn.freeu import FreeU
 from hpyn.solvers import get_solver
 
 __all__ = ["generate", "initial_noise", "parse_seeds", "main"]
@@ -37,17 +36,15 @@ def generate(model, config: SamplerConfig, prompts: list[str], seeds: list[int],
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     sigmas = config.sigmas(model.table)
-    solver = get_solver(config.order)
+    solver = get_solver(config.solver)
     shape = model.latent_shape(1, resolution)[1:]
-    freeu = FreeU(model.unet, config.freeu_mapping) if config.freeu else None
+    freeu = model.freeu(config.freeu_mapping) if config.freeu else None
     step_hook = (lambda i: freeu.set(config.freeu_at(i))) if freeu else None
     images = []
     try:
         for lo in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="batches"):
             batch = list(prompts[lo:lo + batch_size])
-            cond, uncond, added, added_u = model.encode_prompts(batch, resolution)
-            denoiser = CFGDenoiser(model.unet, model.table, cond, uncond, guidance=config.guidance,
-                                   prediction_type=model.prediction_type, added_cond=added, added_uncond=added_u)
+            denoiser = model.make_denoiser(batch, guidance=config.guidance, resolution=resolution)
             x = initial_noise(seeds[lo:lo + batch_size], shape).to(model.device) * float(sigmas[0])
             x = solver(denoiser, x, sigmas, step_hook=step_hook)
             if not torch.isfinite(x).all():
@@ -76,7 +73,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _config_from_arg(arg: str, model_name: str, steps: int | None) -> SamplerConfig:
-    from hpyn.config import preset
+    from hpyn.presets import preset
     if Path(arg).is_file() or arg.endswith(".json"):
         return SamplerConfig.load(arg)
     from hpyn.models import resolve

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hpyn.config import classic_setting, load_preset
+from hpyn.presets import classic_setting, load_preset
 from hpyn.denoisers import CFGDenoiser
 from hpyn.generate import generate, initial_noise, main, parse_seeds
 from hpyn.models import load_model, noise_table, resolve
@@ -15,8 +15,8 @@ PROMPTS = ["a photo of a cat", "a red car", "a shoe on a table"]
 
 def test_model_resolution(tiny_pipeline_dir):
     spec = resolve(str(tiny_pipeline_dir))
-    assert spec.kind == "sd" and spec.is_local
-    assert resolve("sd15").family == "sd15" and resolve("dreamshaper-xl").kind == "sdxl"
+    assert spec.adapter == "sd" and spec.is_local
+    assert resolve("sd15").family == "sd15" and resolve("dreamshaper-xl").adapter == "sdxl"
     assert resolve("someone/some-model").source == "someone/some-model"
     with pytest.raises(ValueError, match=r"unknown model 'sd-1\.5'.*sd15"):
         resolve("sd-1.5")
@@ -62,6 +62,7 @@ def test_cfg_in_denoised_space_equals_cfg_in_eps_space(tiny_model):
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 3.0
     sigma, w = 3.0, 6.5
     d = CFGDenoiser(m.unet, m.table, cond, uncond, guidance=w)(x, sigma)
+    assert torch.equal(d, m.make_denoiser(PROMPTS[:2], guidance=w)(x, sigma))   # what generate() asks the model for
     c_in = 1 / math.sqrt(sigma**2 + 1)
     t = torch.full((2,), float(m.table.t_of_sigma(sigma)))
     with torch.no_grad():
@@ -126,7 +127,7 @@ def test_generate_cli_writes_pngs(tiny_pipeline_dir, tmp_path, capsys):
 
 def test_sdxl_pipeline_with_added_conditions(tiny_sdxl_dir):
     m = load_model(str(tiny_sdxl_dir), device="cpu")
-    assert m.spec.kind == "sdxl"
+    assert m.spec.adapter == "sdxl" and m.adapter.name == "sdxl"
     cond, uncond, added, added_u = m.encode_prompts(["a cat", "a dog"])
     assert added["text_embeds"].shape == (2, 16) and added["time_ids"].tolist()[0] == [16, 16, 0, 0, 16, 16]
     # force_zeros_for_empty_prompt (SDXL default): the unconditional branch is zeros, as in the paper's scripts

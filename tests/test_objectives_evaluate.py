@@ -145,7 +145,7 @@ def test_toy_evaluator_with_classifier_features(tmp_path):
 
 def test_evaluate_config_generates_and_scores_the_toy(tmp_path):
     _toy_or_skip(pipeline=True)
-    from hpyn.config import load_preset
+    from hpyn.presets import load_preset
     from hpyn.models import load_model
 
     from objectives.evaluate import evaluate_config

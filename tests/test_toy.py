@@ -61,14 +61,14 @@ def test_pipeline_loads_offline_with_diffusers():
 
 
 def test_load_model_toy_is_the_sd_path(model):
-    assert model.spec.kind == "sd"
+    assert model.spec.adapter == "sd" and model.adapter.name == "sd"
     assert model.resolution == 32
     assert model.latent_shape(2) == (2, 4, 8, 8)
     assert model.table.sigma_max == pytest.approx(14.6146, rel=1e-3)   # SD's scaled_linear betas
 
 
 def test_generation_is_deterministic_per_seed(model):
-    from hpyn.config import paper_setting
+    from hpyn.presets import paper_setting
     from hpyn.generate import generate
     cfg, _ = paper_setting("sd15", 5)
     prompts = ["a photo of a sneaker", "a photo of a bag", "a photo of a dress"]
@@ -107,7 +107,7 @@ def _baseline():
 def test_shipped_quality_regression(model, name):
     """N=64, seeds 0..63: prompted-class accuracy and toy-CLIP own-vs-shuffled gap stay near the documented
     values. Same seeds and CPU -> normally identical; the tolerances allow for other CPUs/BLAS builds."""
-    from hpyn.config import classic_setting, paper_setting
+    from hpyn.presets import classic_setting, paper_setting
     from hpyn.toy import quality
     base = _baseline()[name]
     cfg = paper_setting("sd15", 5)[0] if name == "paper-5" else classic_setting(5)

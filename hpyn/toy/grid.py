@@ -15,7 +15,7 @@ from . import CLASS_NAMES, caption
 
 def rows(steps: int):
     """(label, SamplerConfig) for the two samplers compared in the grid."""
-    from hpyn.config import classic_setting, paper_setting
+    from hpyn.presets import classic_setting, paper_setting
     paper, _ = paper_setting("sd15", steps)
     return [(f"paper {steps}-step (time-spaced, residual eps={paper.epsilon:.3g}, order {paper.order})", paper),
             (f"DPM++2M-Karras {steps}-step (sigma_min then 0)", classic_setting(steps))]
