@@ -234,32 +234,9 @@ def inception_v3(weights: str | os.PathLike | None = None, device=None, batch_si
                      module=net, device=dev, batch_size=batch_size, forward=forward)
 
 
-def toy_classifier(weights: str | os.PathLike | None = None, device=None, batch_size: int = 256,
-                   **_ignored) -> Extractor:
-    """Penultimate features (1024-d) of the toy model's Fashion-MNIST classifier (``hpyn.toy``): a fast,
-    domain-specific stand-in for Inception on 32x32 toy images (like the LeNet features used for MNIST FIDs).
-    Numbers are NOT comparable with Inception FIDs; the extractor id says so in every result."""
-    from hpyn import toy
-
-    dev = default_device(device)
-    path = Path(weights) if weights else Path(toy.CLASSIFIER)
-    clf = toy.load_classifier(path, device=dev)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        if x.shape[-2:] != (toy.RESOLUTION, toy.RESOLUTION):
-            x = torch.nn.functional.interpolate(x, size=(toy.RESOLUTION,) * 2, mode="bilinear", antialias=True)
-        return clf.features(x / 127.5 - 1.0).flatten(1)
-
-    return Extractor(name="toy-classifier", weights_id=f"sha256-{file_sha256(path)[:12]}", dim=1024,
-                     resize=f"bilinear-{toy.RESOLUTION} (if needed)", module=clf, device=dev, batch_size=batch_size,
-                     forward=forward)
-
-
 EXTRACTORS: dict[str, Callable[..., Extractor]] = {
     INCEPTION_NAME: inception_v3,
-    "toy-classifier": toy_classifier,
-}
+}   # objectives.toy registers "toy-classifier"
 
 
 def register_extractor(name: str, factory: Callable[..., Extractor]) -> None:
@@ -276,3 +253,98 @@ def get_extractor(name: str = INCEPTION_NAME, **kwargs) -> Extractor:
     except KeyError:
         raise KeyError(f"unknown feature extractor {name!r}; registered: {sorted(EXTRACTORS)}") from None
     return factory(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Second judges for held-out validation (search.validate): Fréchet distances in feature spaces that do not
+# share Inception's blind spots (Kynkäänniemi et al. 2023, "The role of ImageNet classes in FID"; Stein et
+# al. 2023, "Exposing flaws of generative model evaluation metrics", who recommend DINOv2 ViT-L/14).
+
+def clip_image(clip=None, device=None, batch_size: int = 64, **_ignored) -> Extractor:
+    """CLIP image embeddings (the projected embedding that CLIP score compares with the prompt) for FD-CLIP.
+
+    ``clip``: a loaded :class:`objectives.clip_score.ClipModel` (reused as is, e.g. the one loaded for CLIP
+    score) or a spec for ``objectives.clip_score.load_clip`` (default OpenAI ViT-B/32 through open_clip).
+    Preprocessing is CLIP score's: bicubic shortest-side resize, centre crop, the model's mean/std.
+    """
+    from objectives.clip_score import ClipModel, load_clip, preprocess
+
+    model = clip if isinstance(clip, ClipModel) else load_clip(clip, device=device, batch_size=batch_size)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model.encode_image(preprocess(x, model.image_size, model.mean, model.std)).float()
+
+    with torch.inference_mode():
+        dim = forward(torch.zeros(1, 3, model.image_size, model.image_size, dtype=torch.uint8,
+                                  device=model.device)).shape[1]
+    # the CLIP model lives in the ClipModel's closures; Identity only fills the Extractor's module slot
+    return Extractor(name="clip-image", weights_id=model.id, dim=int(dim),
+                     resize=f"bicubic-aa shortest side {model.image_size}, center crop", module=torch.nn.Identity(),
+                     device=model.device, batch_size=batch_size, forward=forward)
+
+
+DINOV2_DEFAULT = "facebook/dinov2-large"   # ViT-L/14, the FD-DINOv2 network of Stein et al. 2023 and EDM2
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _load_dinov2(spec: str, device: torch.device) -> tuple[torch.nn.Module, Callable, int, str]:
+    """(module, pixel_values -> CLS features, dim, weights id) from a transformers folder/hub id or torch hub."""
+    if spec.startswith("torchhub:"):   # torchhub:dinov2_vitl14 (facebookresearch/dinov2) or torchhub:DIR:NAME
+        rest = spec[len("torchhub:"):]
+        repo, _, name = rest.rpartition(":") if ":" in rest else ("facebookresearch/dinov2", "", rest)
+        source = "local" if Path(repo).is_dir() else "github"
+        try:
+            net = torch.hub.load(repo, name, source=source, trust_repo=True, verbose=False)
+        except Exception as e:  # noqa: BLE001 - network, cache and repo errors all mean "not available"
+            raise FileNotFoundError(
+                f"FD-DINOv2 needs the DINOv2 model {spec!r} from torch hub, which could not be loaded ({e}). "
+                "Online it downloads once into the torch hub cache; offline give a transformers folder "
+                "(weights=PATH or $HPYN_DINOV2_WEIGHTS)") from e
+        net = net.to(device).eval()
+        return net, net, int(net.embed_dim), spec
+    try:
+        from transformers import AutoModel
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("FD-DINOv2 with transformers weights needs transformers: pip install transformers") from e
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    try:
+        net = AutoModel.from_pretrained(spec, local_files_only=offline)
+    except (OSError, ValueError) as e:
+        where = "the folder does not exist" if spec.startswith(("/", ".")) and not Path(spec).exists() else \
+            ("offline (HF_HUB_OFFLINE=1) and not in the Hugging Face cache" if offline else str(e).splitlines()[0])
+        raise FileNotFoundError(
+            f"FD-DINOv2 needs DINOv2 weights {spec!r}: {where}. Download them once online "
+            f"(`python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{DINOV2_DEFAULT}')\"`), "
+            "or pass a local transformers folder (weights=PATH, $HPYN_DINOV2_WEIGHTS), or 'torchhub:dinov2_vitl14'"
+        ) from e
+    if getattr(net.config, "model_type", "") not in ("dinov2", "dinov2_with_registers"):
+        raise ValueError(f"{spec!r} is a {net.config.model_type!r} model, not DINOv2")
+    net = net.to(device).eval()
+
+    def cls_features(x):   # pooler_output = final layer norm of the CLS token (= torch hub's x_norm_clstoken)
+        return net(pixel_values=x).pooler_output
+
+    return net, cls_features, int(net.config.hidden_size), f"hf:{spec}"
+
+
+def dinov2(weights: str | os.PathLike | None = None, device=None, batch_size: int = 32, **_ignored) -> Extractor:
+    """DINOv2 CLS features for FD-DINOv2. ``weights``: a transformers folder or hub id (default
+    ``$HPYN_DINOV2_WEIGHTS`` or ``facebook/dinov2-large``), or ``torchhub:dinov2_vitl14``. Offline
+    (``HF_HUB_OFFLINE=1``) only local or cached weights load; a miss raises FileNotFoundError naming them.
+    Preprocessing as EDM2's FD-DINOv2: bicubic (antialiased) resize to 224x224, ImageNet mean/std."""
+    spec = str(weights or os.environ.get("HPYN_DINOV2_WEIGHTS") or DINOV2_DEFAULT)
+    dev = default_device(device)
+    net, fwd, dim, wid = _load_dinov2(spec, dev)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(x.float(), size=(224, 224), mode="bicubic", antialias=True)
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        return fwd((x.clamp(0, 255) / 255.0 - mean) / std).float()
+
+    return Extractor(name="dinov2", weights_id=wid, dim=dim, resize="bicubic-aa 224x224", module=net, device=dev,
+                     batch_size=batch_size, forward=forward)
+
+
+register_extractor("clip-image", clip_image)
+register_extractor("dinov2", dinov2)
