@@ -35,8 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["resample_counts", "FrechetResampler", "KIDResampler", "weighted_means", "Interval",
-           "percentile_interval", "paired_difference"]
+__all__ = [
+    "FrechetResampler",
+    "Interval",
+    "KIDResampler",
+    "paired_difference",
+    "percentile_interval",
+    "resample_counts",
+    "weighted_means",
+]
 
 _MEMORY_ELEMENTS = 2 ** 25    # float64 elements (256 MB) per batched block of r x r matrices
 
@@ -93,7 +100,7 @@ class FrechetResampler:
         self.factor = rc.T.contiguous() if len(r) <= r.shape[1] else self._eig_factor(rc.T @ rc)
 
     @classmethod
-    def from_statistics(cls, mu, sigma, device=None) -> "FrechetResampler":
+    def from_statistics(cls, mu, sigma, device=None) -> FrechetResampler:
         """For a reference known only by its mean and covariance (e.g. precomputed statistics of 10k images)."""
         return cls(device=device, _stats=(mu, sigma))
 

@@ -295,7 +295,7 @@ def _load_dinov2(spec: str, device: torch.device) -> tuple[torch.nn.Module, Call
         source = "local" if Path(repo).is_dir() else "github"
         try:
             net = torch.hub.load(repo, name, source=source, trust_repo=True, verbose=False)
-        except Exception as e:  # noqa: BLE001 - network, cache and repo errors all mean "not available"
+        except Exception as e:  # network, cache and repo errors all mean "not available"
             raise FileNotFoundError(
                 f"FD-DINOv2 needs the DINOv2 model {spec!r} from torch hub, which could not be loaded ({e}). "
                 "Online it downloads once into the torch hub cache; offline give a transformers folder "

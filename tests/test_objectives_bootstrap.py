@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.bootstrap import (FrechetResampler, Interval, KIDResampler, paired_difference, percentile_interval,
-                                  resample_counts, weighted_means)
+from objectives.bootstrap import (
+    FrechetResampler,
+    Interval,
+    KIDResampler,
+    paired_difference,
+    percentile_interval,
+    resample_counts,
+    weighted_means,
+)
 from objectives.fid import feature_statistics, fid_from_features
 
 
