@@ -105,7 +105,7 @@ def _report_trial(label, n, gen_s, m):
 
 
 def trial_toy(device, n, cache):
-    from hpyn.config import load_preset
+    from hpyn.presets import load_preset
     from hpyn.generate import generate
     from hpyn.models import load_model
     from objectives.evaluate import Evaluator
@@ -156,7 +156,7 @@ def sd15_random_model(device):
 def trial_sd15_random(device, n, cache, batch_size, resolution=512):
     import open_clip
 
-    from hpyn.config import load_preset
+    from hpyn.presets import load_preset
     from hpyn.generate import generate
     from objectives.clip_score import load_open_clip
     from objectives.evaluate import Evaluator

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpyn.config import classic_setting, load_preset  # noqa: E402
+from hpyn.presets import classic_setting, load_preset  # noqa: E402
 from hpyn.generate import generate  # noqa: E402
 from hpyn.models import load_model  # noqa: E402
 

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from hpyn.config import paper_setting
+    from hpyn.presets import paper_setting
     from hpyn.generate import generate
     from hpyn.models import load_model
     from objectives.evaluate import Evaluator

@@ -7,8 +7,12 @@ Mapping to the paper's symbols (spec B.4):
   final    "residual": stop at σ_n = epsilon and decode (Eq. 18/19); "zero": σ_min then 0 (classic)
   epsilon  σ_end = σ^K_k(N_out, ρ_out, σ_min, σ_max): the paper's N_out, ρ_out, k act only through it
   sigma_min  last non-zero σ of a "zero" grid (None: the model's σ_min); has no effect on "residual" grids
-  order    1 = DPM-Solver++1S (DDIM), 2 = DPM-Solver++2M, 3 = DPM-Solver++3M
+  solver   a name in hpyn.solvers.SOLVERS: 'dpmpp_1s' (DPM-Solver++1S = DDIM), 'dpmpp_2m', 'dpmpp_3m'
   freeu    windows [start, end) of 0-based step indices with FreeU (b1, b2, s1, s2); () = off
+
+JSON schema (SCHEMA_VERSION): 1 named the solver by its integer `order` (1/2/3 = DPM-Solver++ 1S/2M/3M);
+2 names it (`solver`). `from_dict` converts a version-1 `order` on read. The published presets are package data
+in `hpyn.presets`.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from typing import Any
 
 from hpyn.noise import NoiseTable
 from hpyn.schedules import FINALS, SPACINGS, build
+from hpyn.solvers import dpmpp_name, get_solver
 
-__all__ = ["FreeUWindow", "SamplerConfig", "load_preset", "preset", "paper_setting", "classic_setting", "preset_path",
-           "PRESET_DIR", "PRESETS", "FREEU_MAPPINGS"]
+__all__ = ["FreeUWindow", "SamplerConfig", "FREEU_MAPPINGS", "SCHEMA_VERSION", "config_from_document"]
 
 FREEU_MAPPINGS = ("reference", "diffusers")
-PRESET_DIR = Path(__file__).resolve().parents[1] / "studies" / "paper"
+SCHEMA_VERSION = 2  # of configs and of documents holding one under "config" (exports); 1 had `order`
 
 
 def _check_keys(d: dict, cls, what: str) -> None:
@@ -80,7 +84,7 @@ class SamplerConfig:
     final: str = "residual"
     epsilon: float | None = None
     sigma_min: float | None = None
-    order: int = 1
+    solver: str = "dpmpp_1s"
     freeu: tuple[FreeUWindow, ...] = field(default_factory=tuple)
     freeu_mapping: str = "reference"
     guidance: float = 7.5
@@ -105,8 +109,7 @@ class SamplerConfig:
                 raise ValueError(f"epsilon={self.epsilon!r} has no effect with final='zero'; use sigma_min")
             if self.sigma_min is not None:
                 _finite("sigma_min", self.sigma_min, positive=True)
-        if self.order not in (1, 2, 3) or isinstance(self.order, bool):
-            raise ValueError(f"order must be 1, 2 or 3, got {self.order!r}")
+        get_solver(self.solver)  # ValueError listing the solvers that exist
         windows = tuple(w if isinstance(w, FreeUWindow) else FreeUWindow(**w) for w in self.freeu)
         object.__setattr__(self, "freeu", windows)
         for w in windows:
@@ -118,6 +121,11 @@ class SamplerConfig:
         if self.freeu_mapping not in FREEU_MAPPINGS:
             raise ValueError(f"unknown freeu_mapping {self.freeu_mapping!r}; choose one of {list(FREEU_MAPPINGS)}")
         _finite("guidance", self.guidance, nonneg=True)
+
+    @property
+    def order(self) -> int:
+        """The order the named solver's multistep update reaches (1S: 1, 2M: 2, 3M: 3)."""
+        return get_solver(self.solver).order
 
     # ---- model-dependent checks and the grid -------------------------------------------------------
     def validate(self, table: NoiseTable) -> SamplerConfig:
@@ -152,8 +160,13 @@ class SamplerConfig:
     def from_dict(cls, d: dict[str, Any]) -> SamplerConfig:
         if not isinstance(d, dict):
             raise ValueError(f"a sampler config must be a JSON object, got {type(d).__name__}")
-        _check_keys(d, cls, "sampler config")
         d = dict(d)
+        if "order" in d:  # schema 1 named DPM-Solver++ by its order
+            if "solver" in d:
+                raise ValueError(f"a sampler config has either 'solver' or the legacy 'order', not both (got "
+                                 f"solver={d['solver']!r}, order={d['order']!r})")
+            d["solver"] = dpmpp_name(d.pop("order"))
+        _check_keys(d, cls, "sampler config")
         windows = []
         for w in d.get("freeu", ()) or ():
             if not isinstance(w, dict):
@@ -183,10 +196,8 @@ class SamplerConfig:
             raise FileNotFoundError(f"config file not found: {path}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {path} is not valid JSON: {e}") from None
-        if isinstance(doc, dict) and "config" in doc:
-            doc = doc["config"]
         try:
-            return cls.from_dict(doc)
+            return config_from_document(doc)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None
 
@@ -194,55 +205,13 @@ class SamplerConfig:
         return dataclasses.replace(self, **changes)
 
 
-def preset_path(family: str, steps: int) -> Path:
-    return PRESET_DIR / f"{family}-{steps}.json"
-
-
-def load_preset(family: str, steps: int) -> SamplerConfig:
-    """The paper's published setting (spec B.2/D.3) for a model family ('sd15', 'sdxl') and step count."""
-    path = preset_path(family, steps)
-    if not path.exists():
-        have = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
-        raise ValueError(f"no published paper setting for {family!r} with {steps} steps; published: {have}")
-    return SamplerConfig.load(path)
-
-
-def paper_setting(family: str | None, steps: int) -> tuple[SamplerConfig, str]:
-    """The paper's setting for (family, steps) and where it comes from.
-
-    Published (studies/paper/) when it exists. Otherwise a rule, stated in the returned note: ε and FreeU
-    factors of the nearest published step count of the family (ties → fewer steps), solver order as the
-    reference code picks it (1S up to 6 steps, 2M above, spec C.1), FreeU on every step if that published
-    setting uses it on every step, else off. Unknown families use SD1.5's settings (σ is model-agnostic).
-    """
-    family = family or "sd15"
-    published = sorted(int(p.stem.rsplit("-", 1)[1]) for p in PRESET_DIR.glob(f"{family}-*.json"))
-    if not published:
-        raise ValueError(f"no published paper settings for model family {family!r}")
-    if steps in published:
-        return load_preset(family, steps), f"published: {preset_path(family, steps).name}"
-    near = min(published, key=lambda n: (abs(n - steps), n))
-    base = load_preset(family, near)
-    all_on = len(base.freeu) == 1 and (base.freeu[0].start, base.freeu[0].end) == (0, near)
-    freeu = (dataclasses.replace(base.freeu[0], start=0, end=steps),) if all_on else ()
-    cfg = base.replace(steps=steps, order=1 if steps <= 6 else 2, freeu=freeu)
-    return cfg, (f"rule: no published {family} setting for {steps} steps; epsilon and FreeU from the "
-                 f"{near}-step setting, order {cfg.order} (1S ≤ 6 steps, 2M above), FreeU "
-                 f"{'on every step' if freeu else 'off'}")
-
-
-def classic_setting(steps: int, guidance: float = 7.5) -> SamplerConfig:
-    """Classic DPM-Solver++2M with Karras σ's (ρ = 7) down to the model's σ_min, then 0."""
-    return SamplerConfig(steps=steps, spacing="karras", rho=7.0, final="zero", order=2 if steps > 1 else 1,
-                         guidance=guidance)
-
-
-PRESETS = ("paper", "dpmpp2m-karras")
-
-
-def preset(name: str, family: str | None, steps: int) -> SamplerConfig:
-    if name == "paper":
-        return paper_setting(family, steps)[0]
-    if name == "dpmpp2m-karras":
-        return classic_setting(steps)
-    raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)} or give a JSON file")
+def config_from_document(doc) -> SamplerConfig:
+    """The SamplerConfig of a config object, or of a document holding one under "config" (exports, presets);
+    a document's `schema_version`, when present, must be one this version reads (1..SCHEMA_VERSION)."""
+    if isinstance(doc, dict) and "config" in doc:
+        version = doc.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+            raise ValueError(f"unknown schema_version {version!r}: this hpyn reads versions 1 to {SCHEMA_VERSION} "
+                             "(a newer hpyn wrote it?)")
+        doc = doc["config"]
+    return SamplerConfig.from_dict(doc)

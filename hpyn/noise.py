@@ -5,7 +5,6 @@ Convention (k-diffusion): x = x0 + σ·n with σ = sqrt((1 − ā)/ā). All σ a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -92,7 +91,3 @@ class NoiseTable:
         return isinstance(other, NoiseTable) and torch.equal(self.alphas_cumprod, other.alphas_cumprod)
 
     __hash__ = None  # mutable tensors inside
-
-    def fingerprint(self) -> str:
-        """Short content id (for caches and provenance)."""
-        return f"T{len(self.sigmas)}-{self.sigma_min:.6e}-{self.sigma_max:.6e}-{math.fsum(self.sigmas.tolist()):.9e}"

@@ -2,7 +2,7 @@
 
     python -m hpyn.schedule --model sd15 --steps 5 --preset paper
     python -m hpyn.schedule --model sdxl --steps 8 --preset paper --json
-    python -m hpyn.schedule --model sd15 --config best.json
+    python -m hpyn.schedule --model sd15 --config best.json --format comfyui
 """
 
 from __future__ import annotations
@@ -11,33 +11,29 @@ import argparse
 import json
 import sys
 
-from hpyn.config import PRESETS, SamplerConfig, paper_setting, preset
+__all__ = ["main"]
 
-__all__ = ["describe", "main"]
-
-
-def describe(config: SamplerConfig, table) -> dict:
-    """σ grid, U-Net timesteps (map 1; '-' for σ = 0), and log-σ step sizes h_i of a config on a noise table."""
-    sigmas = config.sigmas(table)
-    nonzero = sigmas[sigmas > 0]
-    ts = table.t_of_sigma(nonzero).tolist()
-    lam = (-nonzero.log()).tolist()
-    return {"config": config.to_dict(), "sigmas": sigmas.tolist(), "timesteps": ts,
-            "h": [b - a for a, b in zip(lam, lam[1:])], "sigma_min": table.sigma_min, "sigma_max": table.sigma_max}
+FORMATS = ("text", "json", "comfyui")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m hpyn.schedule", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from hpyn.presets import PRESETS, paper_setting, preset
     p.add_argument("--model", default="sd15", help="registry name, diffusers folder or hub id (default sd15)")
     p.add_argument("--steps", type=int, help="number of steps (for --preset)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", choices=PRESETS, default=None, help="a named setting (default: paper)")
     g.add_argument("--config", help="a SamplerConfig or exported-study JSON file")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    f = p.add_mutually_exclusive_group()
+    f.add_argument("--format", choices=FORMATS, default="text",
+                   help="text (default), json, or comfyui (ManualSigmas string and sampler name)")
+    f.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     args = p.parse_args(argv)
     try:
+        from hpyn.config import SamplerConfig
         from hpyn.models import noise_table, resolve
+        from hpyn.schedules import grid_info
         spec = resolve(args.model)
         table = noise_table(spec)
         if args.config:
@@ -50,17 +46,22 @@ def main(argv=None) -> int:
                 config, note = paper_setting(spec.family, args.steps)
             else:
                 config, note = preset(name, spec.family, args.steps), name
-        info = describe(config, table)
+        info = grid_info(config, table)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.format == "json":
         print(json.dumps({"model": spec.name, "source": note, **info}, indent=2))
+        return 0
+    if args.format == "comfyui":
+        from hpyn.comfyui import comfyui_recipe, format_comfyui
+        print(f"model {spec.name} ({note})")
+        print(format_comfyui(comfyui_recipe(config, info["sigmas"])))
         return 0
     print(f"model {spec.name}  σ_min={table.sigma_min:.6g}  σ_max={table.sigma_max:.6g}  ({note})")
     c = config
     print(f"steps={c.steps} spacing={c.spacing} rho={c.rho} final={c.final} epsilon={c.epsilon} "
-          f"sigma_min={c.sigma_min} order={c.order} guidance={c.guidance} freeu={[w.__dict__ for w in c.freeu]}")
+          f"sigma_min={c.sigma_min} solver={c.solver} guidance={c.guidance} freeu={[w.__dict__ for w in c.freeu]}")
     print("sigma: " + " ".join(f"{s:.5g}" for s in info["sigmas"]))
     print("t:     " + " ".join(f"{t:.2f}" for t in info["timesteps"]) + (" (then σ=0)" if c.final == "zero" else ""))
     print("h:     " + " ".join(f"{h:.3f}" for h in info["h"]))

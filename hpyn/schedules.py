@@ -6,6 +6,8 @@ Two spacings, looked up by name in SPACINGS:
 and two endings (`final`):
   * "residual": n+1 points from σ_max down to ε > 0; the latent at ε is decoded without a last denoise (the paper).
   * "zero": n points from σ_max down to σ_min, then 0 (classic Karras / DPM++; the output is the denoised latent).
+`grid_info(config, table)` lists a config's grid with its U-Net timesteps and step sizes (exports, the CLI
+`python -m hpyn.schedule`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 from hpyn.noise import NoiseTable
 
-__all__ = ["karras", "time_power", "paper", "append_zero", "build", "SPACINGS", "FINALS"]
+__all__ = ["karras", "time_power", "append_zero", "build", "grid_info", "SPACINGS", "FINALS"]
 
 
 def _power_law(start: float, end: float, n: int, rho: float) -> torch.Tensor:
@@ -47,11 +49,6 @@ SPACINGS = {"time": time_power, "karras": _karras_spacing}
 FINALS = ("residual", "zero")
 
 
-def paper(table: NoiseTable, steps: int, epsilon: float, time_rho: float = 1.2) -> torch.Tensor:
-    """Spec B.1 (Eq. 18/19): steps+1 points in timestep space from 999 to t(ε), no trailing zero."""
-    return time_power(table, steps + 1, epsilon, time_rho)
-
-
 def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
@@ -72,3 +69,14 @@ def build(table: NoiseTable, steps: int, *, spacing: str = "time", rho: float = 
             return append_zero(torch.tensor([table.sigma_max], dtype=torch.float64))
         return append_zero(fn(table, steps, end, rho))
     raise ValueError(f"unknown final {final!r}; choose one of {list(FINALS)}")
+
+
+def grid_info(config, table: NoiseTable) -> dict:
+    """A SamplerConfig's σ grid on a noise table, its U-Net timesteps (map 1, one per σ > 0) and log-σ step sizes
+    h_i = λ_{i+1} − λ_i over the σ > 0; keys config, sigmas, timesteps, h, sigma_min, sigma_max."""
+    sigmas = config.sigmas(table)
+    nonzero = sigmas[sigmas > 0]
+    ts = table.t_of_sigma(nonzero).tolist()
+    lam = (-nonzero.log()).tolist()
+    return {"config": config.to_dict(), "sigmas": sigmas.tolist(), "timesteps": ts,
+            "h": [b - a for a, b in zip(lam, lam[1:])], "sigma_min": table.sigma_min, "sigma_max": table.sigma_max}

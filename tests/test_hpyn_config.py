@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hpyn.config import FreeUWindow, SamplerConfig, load_preset, paper_setting, classic_setting, preset
+from hpyn.config import SCHEMA_VERSION, FreeUWindow, SamplerConfig
+from hpyn.presets import classic_setting, load_preset, paper_setting, preset
 
 
 def paper5():
@@ -19,7 +20,7 @@ def paper5():
     ({"steps": 5}, "needs epsilon"),
     ({"steps": 5, "epsilon": 0.1, "sigma_min": 0.05}, r"sigma_min=0\.05 has no effect"),
     ({"steps": 5, "final": "zero", "epsilon": 0.1}, r"epsilon=0\.1 has no effect"),
-    ({"steps": 5, "epsilon": 0.1, "order": 4}, "order.*4"),
+    ({"steps": 5, "epsilon": 0.1, "solver": "dpmpp_4m"}, r"unknown solver 'dpmpp_4m'.*dpmpp_1s"),
     ({"steps": 5, "epsilon": 0.1, "spacing": "cosine"}, "cosine"),
     ({"steps": 5, "epsilon": 0.1, "final": "half"}, "half"),
     ({"steps": 5, "epsilon": 0.1, "freeu": (FreeUWindow(3, 7),)}, r"\[3, 7\).*outside.*\[0, 5\)"),
@@ -50,7 +51,7 @@ def test_model_dependent_checks(sd_table):
 
 
 @pytest.mark.parametrize("cfg", [paper5(), load_preset("sdxl", 6), classic_setting(6),
-                                 SamplerConfig(steps=4, spacing="karras", rho=3.5, epsilon=0.2, order=3,
+                                 SamplerConfig(steps=4, spacing="karras", rho=3.5, epsilon=0.2, solver="dpmpp_3m",
                                                freeu=(FreeUWindow(1, 3, 1.2, 1.3, 0.8, 0.5),),
                                                freeu_mapping="diffusers", guidance=4.0)])
 def test_json_round_trip(cfg, tmp_path, sd_table):
@@ -83,8 +84,55 @@ def test_load_reports_file_problems(tmp_path):
 
 
 def test_load_reads_documents_with_a_config_key(tmp_path):
-    (tmp_path / "export.json").write_text(json.dumps({"schema_version": 1, "config": paper5().to_dict()}))
+    (tmp_path / "export.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "config": paper5().to_dict()}))
     assert SamplerConfig.load(tmp_path / "export.json") == paper5()
+
+
+def _schema1(config: SamplerConfig) -> dict:
+    """A config as schema 1 wrote it: the solver as its integer DPM-Solver++ `order`."""
+    d = config.to_dict()
+    d["order"] = {"dpmpp_1s": 1, "dpmpp_2m": 2, "dpmpp_3m": 3}[d.pop("solver")]
+    return d
+
+
+def test_schema_1_configs_and_exports_load(tmp_path):
+    assert SCHEMA_VERSION == 2
+    old = {"steps": 8, "spacing": "karras", "rho": 7.0, "final": "zero", "epsilon": None, "sigma_min": None,
+           "order": 2, "freeu": [], "freeu_mapping": "reference", "guidance": 7.5}  # as version 1 saved it
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    cfg = SamplerConfig.load(tmp_path / "old.json")
+    assert cfg == classic_setting(8) and cfg.solver == "dpmpp_2m" and cfg.order == 2
+    export = {"schema_version": 1, "kind": "hpyn.search export", "config": _schema1(load_preset("sdxl", 8)),
+              "sigmas": [14.6, 0.1], "metrics": {"fid": 1.0}}
+    assert export["config"]["order"] == 2
+    (tmp_path / "export-v1.json").write_text(json.dumps(export))
+    assert SamplerConfig.load(tmp_path / "export-v1.json") == load_preset("sdxl", 8)
+    # saving writes the new key only
+    cfg.save(tmp_path / "new.json")
+    saved = json.loads((tmp_path / "new.json").read_text())
+    assert saved["solver"] == "dpmpp_2m" and "order" not in saved
+
+
+@pytest.mark.parametrize("doc,match", [
+    ({"schema_version": 3, "config": {"steps": 5, "epsilon": 0.1}}, r"schema_version 3.*1 to 2"),
+    ({"schema_version": "2", "config": {"steps": 5, "epsilon": 0.1}}, r"schema_version '2'"),
+    ({"steps": 5, "epsilon": 0.1, "order": 2, "solver": "dpmpp_2m"}, "either 'solver' or the legacy 'order'"),
+    ({"steps": 5, "epsilon": 0.1, "order": 5}, "order must be 1, 2 or 3, got 5"),
+    ({"steps": 5, "epsilon": 0.1, "solver": "unipc"}, r"unknown solver 'unipc'"),
+])
+def test_bad_documents_name_the_value(doc, match, tmp_path):
+    (tmp_path / "d.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match):
+        SamplerConfig.load(tmp_path / "d.json")
+
+
+def test_order_is_read_only():
+    cfg = classic_setting(5)
+    assert cfg.order == 2
+    with pytest.raises(AttributeError):
+        cfg.order = 3
+    with pytest.raises(TypeError, match="order"):
+        SamplerConfig(steps=5, epsilon=0.1, order=2)
 
 
 def test_freeu_at_follows_windows():

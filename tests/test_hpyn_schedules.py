@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hpyn import schedules as S
-from hpyn.config import PRESET_DIR, SamplerConfig, load_preset, paper_setting
 from hpyn.noise import NoiseTable
+from hpyn.presets import load_preset, paper_setting, preset_document, published
 
 
 def rel(a, b):
@@ -66,10 +66,11 @@ def test_outer_karras_grids_match_spec(sd_table):
     assert g[9].item() == pytest.approx(0.14714, rel=1e-3)
 
 
-@pytest.mark.parametrize("path", sorted(PRESET_DIR.glob("*.json")), ids=lambda p: p.stem)
-def test_published_presets_reproduce_spec_sigmas(path, sd_table):
-    doc = json.loads(path.read_text())
-    cfg = SamplerConfig.load(path)
+@pytest.mark.parametrize("family,steps", published(), ids=lambda v: str(v))
+def test_published_presets_reproduce_spec_sigmas(family, steps, sd_table):
+    doc = preset_document(family, steps)
+    cfg = load_preset(family, steps)
+    assert doc["model_family"] == family and cfg.steps == steps
     sig = cfg.sigmas(sd_table)
     assert len(sig) == cfg.steps + 1 and sig[-1] > 0  # n+1 points, no trailing zero (spec B.1)
     assert rel(sig, doc["expected_sigmas"]) < 1e-3
@@ -106,10 +107,17 @@ def test_unknown_spacing_lists_choices(sd_table):
         S.build(sd_table, 5, spacing="cosine", epsilon=0.1)
 
 
+def test_published_settings_are_the_six_of_the_spec():
+    assert published() == [("sd15", 5), ("sd15", 6), ("sd15", 8), ("sdxl", 5), ("sdxl", 6), ("sdxl", 8)]
+    assert published("sdxl") == [("sdxl", 5), ("sdxl", 6), ("sdxl", 8)]
+    with pytest.raises(ValueError, match=r"'sd15' with 7 steps.*sd15-5"):
+        load_preset("sd15", 7)
+
+
 def test_unpublished_step_count_uses_stated_rule():
     cfg, note = paper_setting("sd15", 7)
-    assert note.startswith("rule") and "6-step" in note
-    assert cfg.order == 2 and cfg.epsilon == load_preset("sd15", 6).epsilon
+    assert note.startswith("rule") and "6-step" in note and "dpmpp_2m" in note
+    assert cfg.solver == "dpmpp_2m" and cfg.epsilon == load_preset("sd15", 6).epsilon
     cfg, note = paper_setting("sd15", 5)
     assert note.startswith("published")
 
@@ -122,3 +130,26 @@ def test_schedule_cli_prints_spec_arrays(capsys):
     assert out["timesteps"][-1] == pytest.approx(22.68, abs=0.03)
     assert main(["--model", "not-a-model", "--steps", "5"]) == 2
     assert "not-a-model" in capsys.readouterr().err
+
+
+def test_grid_info_lists_timesteps_of_nonzero_sigmas(sd_table):
+    from hpyn.presets import classic_setting
+    from hpyn.schedules import grid_info
+    info = grid_info(load_preset("sd15", 5), sd_table)
+    assert set(info) == {"config", "sigmas", "timesteps", "h", "sigma_min", "sigma_max"}
+    assert len(info["sigmas"]) == 6 and len(info["timesteps"]) == 6 and len(info["h"]) == 5
+    assert info["config"] == load_preset("sd15", 5).to_dict()
+    info = grid_info(classic_setting(5), sd_table)
+    assert info["sigmas"][-1] == 0 and len(info["timesteps"]) == 5 and len(info["h"]) == 4
+    assert info["timesteps"][-1] == pytest.approx(0.0, abs=1e-9)  # σ_min is the table's first entry, t = 0
+
+
+def test_schedule_cli_comfyui_format(capsys):
+    from hpyn.schedule import main
+    assert main(["--model", "sd15", "--steps", "5", "--preset", "paper", "--format", "comfyui"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "ManualSigmas" in ln)
+    values = [float(v) for v in line.split(None, 1)[1].split(",")]
+    assert rel(values, [14.615, 4.5188, 1.9615, 1.0010, 0.50152, 0.13200]) < 1e-3
+    assert "KSamplerSelect.sampler   euler" in out and "CFGGuider.cfg            5.5" in out
+    assert "FreeU on every step" in out and "residual ending" in out

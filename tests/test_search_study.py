@@ -12,7 +12,8 @@ import optuna
 import pytest
 import torch
 
-from hpyn.config import SamplerConfig, classic_setting, paper_setting
+from hpyn.config import SamplerConfig
+from hpyn.presets import classic_setting, paper_setting
 from hpyn.noise import NoiseTable
 from search import run as run_mod
 from search.export import export_study, main as export_main
