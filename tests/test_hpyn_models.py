@@ -74,7 +74,7 @@ def test_noise_table_comes_from_the_adapter(tiny_pipeline_dir):
 
 
 def test_registering_a_model_and_a_family(tmp_path, tiny_pipeline_dir, tiny_model, monkeypatch):
-    monkeypatch.setattr("hpyn.models.registry.ADAPTERS", dict(ADAPTERS))
+    monkeypatch.setattr("hpyn.models.base.ADAPTERS", dict(ADAPTERS))
     monkeypatch.setattr("hpyn.models.registry.MODELS", dict(MODELS))
     calls = []
 

@@ -42,9 +42,9 @@ A family whose noise is not a discrete VP table (flow matching, as SD3 and Flux)
 5. A `ModelSpec` with `family=None`: the paper published no settings for it, so the classic baseline applies.
 """
 
-from hpyn.models.base import Adapter, Conditioning, LoadedModel, default_device
-from hpyn.models.registry import (ADAPTERS, MODELS, ModelSpec, detect_adapter, get_adapter, load_model, noise_table,
-                                  register_adapter, register_model, resolve, scheduler_config, spec_adapter)
+from hpyn.models.base import (ADAPTERS, Adapter, Conditioning, LoadedModel, default_device, detect_adapter, get_adapter,
+                              register_adapter, spec_adapter)
+from hpyn.models.registry import MODELS, ModelSpec, load_model, noise_table, register_model, resolve, scheduler_config
 
 __all__ = ["Adapter", "Conditioning", "LoadedModel", "default_device", "ADAPTERS", "MODELS", "ModelSpec",
            "detect_adapter", "get_adapter", "load_model", "noise_table", "register_adapter", "register_model",

@@ -1,4 +1,4 @@
-"""The adapter interface and the loaded model that delegates to it.
+"""The adapter interface, the registry of adapters (model families), and the loaded model that delegates to one.
 
 An `Adapter` is one model family: which diffusers pipeline classes it loads, how it encodes prompts, which
 noise-level object and denoiser wrapper it gives the solvers, and where FreeU acts in its network. The defaults
@@ -10,8 +10,10 @@ their pipeline class and prompt encoding (`hpyn.models.sd`, `hpyn.models.sdxl`).
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -20,7 +22,8 @@ from hpyn.denoisers import CFGDenoiser
 from hpyn.freeu import FreeU, Site, freeu_sites
 from hpyn.noise import NoiseTable
 
-__all__ = ["Adapter", "Conditioning", "LoadedModel", "default_device"]
+__all__ = ["ADAPTERS", "Adapter", "Conditioning", "LoadedModel", "default_device", "detect_adapter", "get_adapter",
+           "read_pipeline_json", "register_adapter", "spec_adapter"]
 
 
 def default_device() -> torch.device:
@@ -104,6 +107,72 @@ class Adapter(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, pipeline_classes={self.pipeline_classes})"
 
 
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
+    """Make a model family known by `adapter.name` (and detectable by its pipeline classes)."""
+    if not replace and adapter.name in ADAPTERS:
+        raise ValueError(f"an adapter named {adapter.name!r} exists ({ADAPTERS[adapter.name]!r}); pass replace=True")
+    ADAPTERS[adapter.name] = adapter
+    return adapter
+
+
+def get_adapter(name: str) -> Adapter:
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise ValueError(f"unknown model adapter {name!r}; registered: {sorted(ADAPTERS)}") from None
+
+
+def read_pipeline_json(source: str, relpath: str, required: bool = True) -> dict | None:
+    """A JSON file of a pipeline (model_index.json, unet/config.json, ...) from a local folder or the hub."""
+    if Path(source).is_dir():
+        path = Path(source) / relpath
+        if not path.is_file():
+            if required:
+                raise ValueError(f"{source} is not a diffusers pipeline folder (no {relpath})")
+            return None
+        return json.loads(path.read_text())
+    from huggingface_hub import hf_hub_download  # a user's machine with hub access
+    from huggingface_hub.errors import EntryNotFoundError
+    try:
+        return json.loads(Path(hf_hub_download(source, relpath)).read_text())
+    except EntryNotFoundError:
+        if required:
+            raise
+        return None
+
+
+def detect_adapter(index: Mapping, unet_config: Mapping | None = None) -> Adapter:
+    """The adapter of a pipeline from its model_index.json (and, for unlisted classes, its unet config)."""
+    cls = index.get("_class_name")
+    for adapter in ADAPTERS.values():
+        if cls in adapter.pipeline_classes:
+            return adapter
+    if unet_config is not None:
+        hits = [a for a in ADAPTERS.values() if a.accepts_unet_config(unet_config)]
+        if len(hits) == 1:
+            return hits[0]
+    known = sorted(c for a in ADAPTERS.values() for c in a.pipeline_classes)
+    raise ValueError(f"no model adapter for pipeline class {cls!r} (known classes: {known}); "
+                     "register one with hpyn.models.register_adapter")
+
+
+def detect_source(source: str) -> Adapter:
+    """The adapter of a local pipeline folder or hub id, read from its configs."""
+    index = read_pipeline_json(source, "model_index.json")
+    try:
+        return detect_adapter(index)
+    except ValueError:
+        return detect_adapter(index, read_pipeline_json(source, "unet/config.json", required=False))
+
+
+def spec_adapter(spec) -> Adapter:
+    """The adapter a ModelSpec names, or the one its pipeline's configs point to."""
+    return get_adapter(spec.adapter) if spec.adapter is not None else detect_source(spec.source)
+
+
 @dataclass
 class LoadedModel:
     """A diffusers pipeline plus what the sampler needs: noise levels, prompt encoding, denoiser, FreeU, decoding.
@@ -120,7 +189,6 @@ class LoadedModel:
 
     def __post_init__(self):
         if self.adapter is None:
-            from hpyn.models.registry import spec_adapter
             self.adapter = spec_adapter(self.spec)
 
     @property

@@ -1,4 +1,4 @@
-"""Named models and model families (adapters), looked up by name; a miss lists the names that exist.
+"""Named models (MODELS), looked up by name with the model families (adapters, `hpyn.models.base`) built in.
 
 `resolve(name)` accepts a registry name, a local diffusers pipeline folder or a hub id 'org/name'. A folder's
 family is read from its configs: model_index.json's `_class_name` through each adapter's `pipeline_classes`,
@@ -8,22 +8,20 @@ way from the hub when it is first needed. Named models carry their scheduler con
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from hpyn.models.base import Adapter, LoadedModel, default_device
+from hpyn.models.base import (LoadedModel, default_device, detect_source, get_adapter, read_pipeline_json,
+                              register_adapter, spec_adapter)
 from hpyn.models.sd import SDAdapter
 from hpyn.models.sdxl import SDXLAdapter
 from hpyn.noise import NoiseTable
 from hpyn.toy import PIPELINE as TOY_PIPELINE
 
-__all__ = ["ModelSpec", "MODELS", "ADAPTERS", "register_model", "register_adapter", "get_adapter",
-           "detect_adapter", "spec_adapter", "resolve", "scheduler_config", "noise_table", "load_model"]
+__all__ = ["MODELS", "ModelSpec", "load_model", "noise_table", "register_model", "resolve", "scheduler_config"]
 
 SD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
                 "num_train_timesteps": 1000, "prediction_type": "epsilon"}
@@ -45,23 +43,7 @@ class ModelSpec:
         return Path(self.source).is_dir()
 
 
-ADAPTERS: dict[str, Adapter] = {}
 MODELS: dict[str, ModelSpec] = {}
-
-
-def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
-    """Make a model family known by `adapter.name` (and detectable by its pipeline classes)."""
-    if not replace and adapter.name in ADAPTERS:
-        raise ValueError(f"an adapter named {adapter.name!r} exists ({ADAPTERS[adapter.name]!r}); pass replace=True")
-    ADAPTERS[adapter.name] = adapter
-    return adapter
-
-
-def get_adapter(name: str) -> Adapter:
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise ValueError(f"unknown model adapter {name!r}; registered: {sorted(ADAPTERS)}") from None
 
 
 def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
@@ -94,48 +76,6 @@ def _looks_like_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/"))
 
 
-def read_pipeline_json(source: str, relpath: str, required: bool = True) -> dict | None:
-    """A JSON file of a pipeline (model_index.json, unet/config.json, ...) from a local folder or the hub."""
-    if Path(source).is_dir():
-        path = Path(source) / relpath
-        if not path.is_file():
-            if required:
-                raise ValueError(f"{source} is not a diffusers pipeline folder (no {relpath})")
-            return None
-        return json.loads(path.read_text())
-    from huggingface_hub import hf_hub_download  # a user's machine with hub access
-    from huggingface_hub.errors import EntryNotFoundError
-    try:
-        return json.loads(Path(hf_hub_download(source, relpath)).read_text())
-    except EntryNotFoundError:
-        if required:
-            raise
-        return None
-
-
-def detect_adapter(index: Mapping, unet_config: Mapping | None = None) -> Adapter:
-    """The adapter of a pipeline from its model_index.json (and, for unlisted classes, its unet config)."""
-    cls = index.get("_class_name")
-    for adapter in ADAPTERS.values():
-        if cls in adapter.pipeline_classes:
-            return adapter
-    if unet_config is not None:
-        hits = [a for a in ADAPTERS.values() if a.accepts_unet_config(unet_config)]
-        if len(hits) == 1:
-            return hits[0]
-    known = sorted(c for a in ADAPTERS.values() for c in a.pipeline_classes)
-    raise ValueError(f"no model adapter for pipeline class {cls!r} (known classes: {known}); "
-                     "register one with hpyn.models.register_adapter")
-
-
-def _detect(source: str) -> Adapter:
-    index = read_pipeline_json(source, "model_index.json")
-    try:
-        return detect_adapter(index)
-    except ValueError:
-        return detect_adapter(index, read_pipeline_json(source, "unet/config.json", required=False))
-
-
 def resolve(name: str) -> ModelSpec:
     """A registry name, a local diffusers pipeline folder, or a hub id 'org/name'; anything else is an error."""
     if name in MODELS:
@@ -145,15 +85,11 @@ def resolve(name: str) -> ModelSpec:
         return spec
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelSpec(path.name, str(path.resolve()), _detect(str(path)).name)
+        return ModelSpec(path.name, str(path.resolve()), detect_source(str(path)).name)
     if _looks_like_hub_id(name):
         return ModelSpec(name, name)
     raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)}, a local diffusers pipeline folder, "
                      "or a hub id like 'org/name'")
-
-
-def spec_adapter(spec: ModelSpec) -> Adapter:
-    return get_adapter(spec.adapter) if spec.adapter is not None else _detect(spec.source)
 
 
 def scheduler_config(spec: ModelSpec) -> dict:
