@@ -7,7 +7,7 @@ For each sampler: FID / KID / PRD (Inception pool3 via objectives, against the 2
 reference.npz), CLIP score with the toy CLIP for the image's own caption and for a caption of another class,
 and the fraction of images the toy classifier assigns to the prompted class. Prompts are the reference's
 class-balanced captions, seeds 0..N-1 (the same for every sampler). Also writes the regression baseline
-(N=64, hpyn-only checks) that tests/test_toy.py compares against.
+(N=64: class accuracy and the toy CLIP own-vs-shuffled gap) that tests/test_toy.py compares against.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def samplers(guidance: float | None):
-    from hpyn.config import classic_setting, paper_setting
+    from hpyn.presets import classic_setting, paper_setting
     paper, _ = paper_setting("sd15", 5)
     out = {
         "dpmpp2m-karras-50": classic_setting(50),
@@ -68,12 +68,13 @@ def main(argv=None) -> int:
     from hpyn import toy
     from hpyn.models import load_model
     from hpyn.toy import quality
+    from objectives.clip_score import load_clip
     from objectives.evaluate import Evaluator
 
     model = load_model("toy", device="cpu")
     ev = Evaluator(reference="toy", prompts="toy", device="cpu")
     classifier = toy.load_classifier()
-    clip = toy.load_clip()
+    clip = load_clip("toy", device="cpu")   # the toy CLIP score lives once, in objectives (objectives.toy)
     prompts = ev.prompts[:a.n]
     seeds = list(range(a.n))
     from hpyn.generate import generate
@@ -89,8 +90,8 @@ def main(argv=None) -> int:
         gen_s = time.perf_counter() - t
         m = ev.evaluate(images, prompts)
         shuf = quality.shuffled(prompts, seed=1)
-        own_toy = quality.clip_scores(images, prompts, clip).mean().item()
-        shuf_toy = quality.clip_scores(images, shuf, clip).mean().item()
+        own_toy = float(clip.scores(images, prompts).mean())
+        shuf_toy = float(clip.scores(images, shuf).mean())
         row = {k: m[k] for k in ("fid", "kid_mean", "kid_std", "clip_score", "prd_f8", "prd_f1_8")}
         row.update(clip_score_shuffled=float(np.mean(ev.clip_scores(images, shuf))),
                    clip_score_toy_own=own_toy, clip_score_toy_shuffled=shuf_toy,
@@ -106,13 +107,13 @@ def main(argv=None) -> int:
         result["real_test_images_not_in_reference"] = floor
         print(f"{'real test images':20s} FID {floor['fid']:7.2f}  CLIP {floor['clip_score']:.2f}", flush=True)
 
-    # regression baseline for tests/test_toy.py (hpyn-only: toy classifier + toy CLIP, N=64, seeds 0..63)
-    from hpyn.config import classic_setting, paper_setting
+    # regression baseline for tests/test_toy.py (toy classifier + toy CLIP, N=64, seeds 0..63)
+    from hpyn.presets import classic_setting, paper_setting
     reg = {}
     for name, cfg in {"paper-5": paper_setting("sd15", 5)[0], "dpmpp2m-karras-5": classic_setting(5)}.items():
         imgs, caps = quality.sample(cfg, n=64, seed=0, model=model)
-        own = quality.clip_scores(imgs, caps, clip).mean().item()
-        shuf = quality.clip_scores(imgs, quality.shuffled(caps, seed=1), clip).mean().item()
+        own = float(clip.scores(imgs, caps).mean())
+        shuf = float(clip.scores(imgs, quality.shuffled(caps, seed=1)).mean())
         reg[name] = {"class_accuracy": quality.class_accuracy(imgs, caps, classifier), "clip_own": own,
                      "clip_shuffled": shuf, "n": 64, "seed": 0}
         print(f"regression {name}: {reg[name]}", flush=True)

@@ -9,7 +9,8 @@
   ``"open_clip:local-dir:PATH"``;
 * ``"hf:PATH_OR_ID"`` or a local folder: a transformers ``CLIPModel`` saved with ``save_pretrained`` plus
   its tokenizer (e.g. ``"hf:openai/clip-vit-base-patch32"`` online, or the toy model's CLIP);
-* ``"toy"``: the small CLIP shipped with the embedded toy model (``hpyn/toy/weights/clip``).
+* a registered name (``CLIP_MODELS``, ``register_clip(name, loader)``): ``"toy"``, the small CLIP shipped with
+  the embedded toy model, registered by ``objectives.toy``.
 
 Images go through the CLIP processors' steps on tensors: bicubic (antialiased) resize of the shortest
 side to the model's input size, centre crop, rounding to uint8 levels, then the model's mean/std.
@@ -19,6 +20,7 @@ Prompts longer than the context (77 tokens for OpenAI CLIP) are truncated. (torc
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,25 +186,23 @@ def load_hf_clip(path: str | os.PathLike, device=None, batch_size: int = 64, mod
                      mean=mean, std=std, device=dev, batch_size=batch_size)
 
 
-def toy_clip_dir() -> Path:
-    """Folder of the toy model's CLIP (a transformers CLIPModel + tokenizer)."""
-    from hpyn import toy
-    return Path(toy.CLIP)
+CLIP_MODELS: dict[str, Callable[..., ClipModel]] = {}
+
+
+def register_clip(name: str, loader: Callable[..., ClipModel], *, replace: bool = False) -> None:
+    """Make ``load_clip(name, device, batch_size)`` return ``loader(device=device, batch_size=batch_size)``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(f"bad CLIP model name {name!r}: letters, digits, '_', '.', '-' (':' marks a spec)")
+    if name in CLIP_MODELS and not replace:
+        raise ValueError(f"a CLIP model named {name!r} is registered; pass replace=True")
+    CLIP_MODELS[name] = loader
 
 
 def load_clip(spec: str | None = DEFAULT_CLIP, device=None, batch_size: int = 64) -> ClipModel:
     """Load a CLIP model from a spec string (see the module docstring)."""
     spec = spec or DEFAULT_CLIP
-    if spec == "toy":
-        path = toy_clip_dir()
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"the toy CLIP is missing at {path} (train/ship the toy model first)")
-        tokenizer = None
-        if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
-            from transformers import AutoTokenizer
-            from hpyn import toy
-            tokenizer = AutoTokenizer.from_pretrained(Path(toy.PIPELINE) / "tokenizer")   # same CLIP BPE
-        return load_hf_clip(path, device, batch_size, tokenizer=tokenizer, model_id="toy:hpyn/toy/weights/clip")
+    if spec in CLIP_MODELS:
+        return CLIP_MODELS[spec](device=device, batch_size=batch_size)
     if spec.startswith("open_clip:"):
         rest = spec[len("open_clip:"):]
         if rest.startswith(("hf-hub:", "local-dir:")):
@@ -213,5 +213,5 @@ def load_clip(spec: str | None = DEFAULT_CLIP, device=None, batch_size: int = 64
         return load_hf_clip(spec[3:], device, batch_size, model_id=spec)
     if Path(spec).is_dir():
         return load_hf_clip(spec, device, batch_size)
-    raise ValueError(f"unknown CLIP spec {spec!r}; use 'open_clip:NAME/TAG_OR_FILE', 'hf:PATH_OR_ID', 'toy' "
-                     "or a transformers CLIPModel folder")
+    raise ValueError(f"unknown CLIP spec {spec!r}; use 'open_clip:NAME/TAG_OR_FILE', 'hf:PATH_OR_ID', a registered "
+                     f"name {sorted(CLIP_MODELS)} or a transformers CLIPModel folder")

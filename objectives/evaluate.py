@@ -18,12 +18,12 @@ from objectives.clip_score import ClipModel, load_clip
 from objectives.features import Extractor, as_uint8_nchw, default_device, get_extractor
 from objectives.fid import (feature_statistics, fid_from_features, fid_from_features_and_statistics,
                             kid_from_features, kid_kernel, kid_subset_size)
+from objectives.metrics import STAGES
 from objectives.prd import PRDCurve, plot_prd, prd_from_features
 from objectives.prompts import load_prompts
-from objectives.references import Reference, load_reference, reference_features
+from objectives.references import REFERENCES, Reference, load_reference, reference_features
 
-METRICS = ("fid", "kid", "clip", "prd")
-DEFAULT_CLIP_FOR = {"toy": "toy"}
+METRICS = STAGES   # the Evaluator's stages ("fid", "kid", "clip", "prd"); result keys: objectives.metrics
 
 
 class Evaluator:
@@ -33,10 +33,12 @@ class Evaluator:
         reference: reference spec (``"toy"``, ``"npz:PATH"``, ``"folder:PATH"``, ``"coco2014:ROOT"``, ...) or a
             :class:`~objectives.references.Reference`.
         prompts: optional prompt-set spec or list (``"toy"``, ``"builtin"``, ``"coco2014:ROOT"``, ...); when given,
-            ``evaluate(images)`` without prompts uses ``self.prompts[:N]``. ``None``: ``"toy"`` for the toy
-            reference, else the reference's captions if it has any (COCO, LAION).
-        clip: CLIP spec (see ``objectives.clip_score``), ``"auto"`` (``"toy"`` for the toy reference, else
-            OpenAI ViT-B/32 through open_clip), a :class:`ClipModel`, or ``None`` to skip CLIP score.
+            ``evaluate(images)`` without prompts uses ``self.prompts[:N]``. ``None``: the prompt set registered
+            with a named reference (``"toy"`` for the toy reference), else the reference's captions if it has
+            any (COCO, LAION).
+        clip: CLIP spec (see ``objectives.clip_score``), ``"auto"`` (the CLIP registered with a named
+            reference, ``"toy"`` for the toy; else OpenAI ViT-B/32 through open_clip), a :class:`ClipModel`,
+            or ``None`` to skip CLIP score.
         extractor: registered feature extractor name, or an :class:`Extractor`.
         inception_weights: weights file for the Inception extractor (default: see ``objectives.features``).
         device: torch device for the networks (default CUDA if available).
@@ -61,10 +63,11 @@ class Evaluator:
         self.metrics = tuple(metrics)
         self.reference = load_reference(reference)
         self.n_reference = len(self.reference) if n_reference is None else min(n_reference, len(self.reference))
+        named = REFERENCES.get(reference) if isinstance(reference, str) else None
         if isinstance(prompts, str) and prompts == "reference":
             prompts = None
-        elif prompts is None and reference == "toy":
-            prompts = "toy"
+        elif prompts is None and named is not None and named.prompts is not None:
+            prompts = named.prompts
         self.prompts = load_prompts(prompts) if prompts is not None else self.reference.captions
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.prd_clusters, self.prd_angles, self.prd_runs = prd_clusters, prd_angles, prd_runs
@@ -80,7 +83,8 @@ class Evaluator:
                 self.clip = clip
             else:
                 if clip == "auto":
-                    clip = DEFAULT_CLIP_FOR.get(self.reference.name, None)
+                    named = REFERENCES.get(self.reference.name)
+                    clip = named.clip if named is not None else None
                 self.clip = load_clip(clip, device=device, batch_size=max(batch_size, 64))
 
         need_features = bool({"fid", "kid", "prd"} & set(self.metrics))

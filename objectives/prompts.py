@@ -1,16 +1,18 @@
-"""Prompt sets: built-in, toy (Fashion-MNIST captions), COCO captions (the paper's selection), LAION, text file.
+"""Prompt sets: named sets (built-in, the toy model's), COCO captions (the paper's selection), LAION, text file.
 
 ``load_prompts(spec)`` resolves a spec string:
 
 ===========================  ====================================================================
 ``"builtin"``                the project's own 248 varied prompts (``objectives/data/prompts.txt``)
-``"toy"``                    2,000 class-balanced Fashion-MNIST captions (hpyn.toy.prompts)
+``"toy"``                    2,000 class-balanced Fashion-MNIST captions (registered by ``objectives.toy``)
 ``"coco2014:ROOT"``          paper selection (spec E) from ``ROOT/annotations/captions_val2014.json``
 ``"coco2017:ROOT"``          same on val2017 (≈5k prompts)
 ``"coco:CAPTIONS_JSON"``     same from an explicit captions file (instances file optional)
 ``"laion:FILE"``             lines ``Image XXXXX: caption`` (first 10k, as the paper)
 ``"file:PATH"`` / ``PATH``   one prompt per non-empty line
 ===========================  ====================================================================
+
+Named sets live in ``PROMPT_SETS``; ``register_prompt_set(name, loader)`` adds one.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 DATA = Path(__file__).resolve().parent / "data"
 PAPER_SEED = 42
@@ -29,6 +31,18 @@ PAPER_N = 10_000
 def builtin_prompts() -> list[str]:
     """The built-in prompt set (objects, animals, food, scenes, people, art styles)."""
     return text_file_prompts(DATA / "prompts.txt")
+
+
+PROMPT_SETS: dict[str, Callable[[], list[str]]] = {"builtin": builtin_prompts}
+
+
+def register_prompt_set(name: str, loader: Callable[[], list[str]], *, replace: bool = False) -> None:
+    """Make ``load_prompts(name)`` return ``loader()``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(f"bad prompt set name {name!r}: letters, digits, '_', '.', '-' (':' marks a path spec)")
+    if name in PROMPT_SETS and not replace:
+        raise ValueError(f"a prompt set named {name!r} is registered; pass replace=True")
+    PROMPT_SETS[name] = loader
 
 
 def text_file_prompts(path: str | Path) -> list[str]:
@@ -97,22 +111,12 @@ def coco_paths(root: str | Path, year: int) -> tuple[Path, Path | None, Path]:
     return captions, instances if instances.is_file() else None, images
 
 
-def toy_prompts(n: int = 2000, seed: int = 0) -> list[str]:
-    """Fashion-MNIST captions of the toy model, class-balanced (class i % 10, seeded template):
-    ``hpyn.toy.prompts(n, seed)``; the toy reference is balanced too (200 held-out images per class)."""
-    from hpyn import toy
-
-    return toy.prompts(n, seed=seed)[0]
-
-
 def load_prompts(spec: str | Sequence[str], n: int | None = None) -> list[str]:
     """Resolve a prompt-set spec (see the module docstring) or pass a list through; first ``n`` if given."""
     if not isinstance(spec, str):
         prompts = [str(p) for p in spec]
-    elif spec == "builtin":
-        prompts = builtin_prompts()
-    elif spec == "toy":
-        prompts = toy_prompts()
+    elif spec in PROMPT_SETS:
+        prompts = PROMPT_SETS[spec]()
     elif m := re.fullmatch(r"coco(2014|2017):(.+)", spec):
         captions, instances, _ = coco_paths(m.group(2), int(m.group(1)))
         prompts = coco_selection(captions, instances).captions
@@ -123,8 +127,8 @@ def load_prompts(spec: str | Sequence[str], n: int | None = None) -> list[str]:
     elif spec.startswith("file:") or Path(spec).is_file():
         prompts = text_file_prompts(spec.removeprefix("file:"))
     else:
-        raise ValueError(f"unknown prompt set {spec!r}; use 'builtin', 'toy', 'coco2014:ROOT', 'coco2017:ROOT', "
-                         "'coco:CAPTIONS_JSON', 'laion:FILE', 'file:PATH' or a text file path")
+        raise ValueError(f"unknown prompt set {spec!r}; use a named set {sorted(PROMPT_SETS)}, 'coco2014:ROOT', "
+                         "'coco2017:ROOT', 'coco:CAPTIONS_JSON', 'laion:FILE', 'file:PATH' or a text file path")
     if not prompts:
         raise ValueError(f"prompt set {spec!r} is empty")
     return prompts[:n] if n is not None else prompts

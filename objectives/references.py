@@ -3,12 +3,15 @@
 ``load_reference(spec)`` resolves a spec string:
 
 =============================  ==================================================================
-``"toy"``                      the toy model's held-out Fashion-MNIST images (hpyn/toy/weights/reference.npz)
+``"toy"``                      the toy model's held-out Fashion-MNIST images (registered by ``objectives.toy``)
 ``"npz:PATH"``                 ``images`` uint8 [N, 3|1, H, W] or [N, H, W(, C)], optional ``labels``/``captions``
 ``"folder:PATH"`` / a folder   every image file below PATH, sorted by relative path
 ``"coco2014:ROOT"`` / 2017     the paper's selection (spec E): the selected val images, in shuffled order
 ``"laion:CAPTIONS:IMAGES"``    images of the first 10k caption lines, matched by the id in their file name
 =============================  ==================================================================
+
+Named references live in ``REFERENCES``: ``register_reference(name, load, prompts=..., clip=...)`` adds one,
+with the prompt set and CLIP model that go with its images (the ``Evaluator``'s defaults for it).
 
 Image files are prepared as the paper's FID script does (``prep="pil-bicubic-512"``): PIL RGB, bicubic
 resize to 512x512 without keeping the aspect ratio; the feature extractor then applies its own resize
@@ -24,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,14 +36,6 @@ from objectives._cache import atomic_torch_save, cache_dir, content_key, file_sh
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PAPER_PREP = "pil-bicubic-512"
-
-
-def toy_reference_path() -> Path:
-    from hpyn import toy
-    path = Path(toy.REFERENCE)
-    if not path.is_file():
-        raise FileNotFoundError(f"the toy reference is missing at {path} (train/ship the toy model first)")
-    return path
 
 
 def _parse_prep(prep: str) -> int | None:
@@ -72,7 +67,8 @@ def _to_nchw(images: np.ndarray) -> torch.Tensor:
     elif x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
         x = x.permute(0, 3, 1, 2)           # NHWC -> NCHW
     if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"reference images must be [N, 3|1, H, W], [N, H, W, 3|1] or [N, H, W], got {tuple(images.shape)}")
+        raise ValueError("reference images must be [N, 3|1, H, W], [N, H, W, 3|1] or [N, H, W], "
+                         f"got {tuple(images.shape)}")
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
@@ -192,13 +188,35 @@ def laion_reference(captions_file: str | os.PathLike, images_dir: str | os.PathL
                      captions=captions)
 
 
+@dataclass(frozen=True)
+class NamedReference:
+    """A registered reference: how to load it, and the prompt set and CLIP spec that go with its images."""
+
+    load: Callable[[], Reference]
+    prompts: str | None = None   # Evaluator(prompts=None) uses this set
+    clip: str | None = None      # Evaluator(clip="auto") uses this CLIP spec (None: the default CLIP)
+
+
+REFERENCES: dict[str, NamedReference] = {}
+
+
+def register_reference(name: str, load: Callable[[], Reference], *, prompts: str | None = None,
+                       clip: str | None = None, replace: bool = False) -> None:
+    """Make ``load_reference(name)`` return ``load()``; ``prompts``/``clip`` become the Evaluator's defaults."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(f"bad reference name {name!r}: letters, digits, '_', '.', '-' (':' marks a path spec)")
+    if name in REFERENCES and not replace:
+        raise ValueError(f"a reference named {name!r} is registered; pass replace=True")
+    REFERENCES[name] = NamedReference(load, prompts, clip)
+
+
 def load_reference(spec: str | Reference, prep: str | None = None) -> Reference:
     """Resolve a reference spec (see the module docstring)."""
     if isinstance(spec, Reference):
         return spec
     kw = {} if prep is None else {"prep": prep}
-    if spec == "toy":
-        return npz_reference(toy_reference_path(), name="toy")
+    if spec in REFERENCES:
+        return REFERENCES[spec].load()
     if spec.startswith("npz:"):
         return npz_reference(spec[4:])
     if m := re.fullmatch(r"coco(2014|2017):(.+)", spec):
@@ -212,8 +230,8 @@ def load_reference(spec: str | Reference, prep: str | None = None) -> Reference:
         return folder_reference(spec.removeprefix("folder:"), **kw)
     if spec.endswith(".npz") and Path(spec).is_file():
         return npz_reference(spec)
-    raise ValueError(f"unknown reference {spec!r}; use 'toy', 'npz:PATH', 'folder:PATH', 'coco2014:ROOT', "
-                     "'coco2017:ROOT' or 'laion:CAPTIONS_FILE:IMAGES_DIR'")
+    raise ValueError(f"unknown reference {spec!r}; use a named reference {sorted(REFERENCES)}, 'npz:PATH', "
+                     "'folder:PATH', 'coco2014:ROOT', 'coco2017:ROOT' or 'laion:CAPTIONS_FILE:IMAGES_DIR'")
 
 
 def _shipped_dirs() -> list[Path]:

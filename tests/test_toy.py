@@ -109,12 +109,14 @@ def test_shipped_quality_regression(model, name):
     values. Same seeds and CPU -> normally identical; the tolerances allow for other CPUs/BLAS builds."""
     from hpyn.presets import classic_setting, paper_setting
     from hpyn.toy import quality
+    from objectives.clip_score import load_clip
     base = _baseline()[name]
     cfg = paper_setting("sd15", 5)[0] if name == "paper-5" else classic_setting(5)
     imgs, caps = quality.sample(cfg, n=64, seed=0, model=model)
     acc = quality.class_accuracy(imgs, caps)
-    own = quality.clip_scores(imgs, caps).mean().item()
-    shuf = quality.clip_scores(imgs, quality.shuffled(caps, seed=1)).mean().item()
+    clip = load_clip("toy", device="cpu")      # the one toy CLIP score (objectives.toy)
+    own = float(clip.scores(imgs, caps).mean())
+    shuf = float(clip.scores(imgs, quality.shuffled(caps, seed=1)).mean())
     assert acc >= base["class_accuracy"] - 0.1, (acc, base)
     assert own - shuf >= 0.7 * (base["clip_own"] - base["clip_shuffled"]), (own, shuf, base)
     assert acc > 0.5 and own > shuf

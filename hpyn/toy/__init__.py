@@ -3,7 +3,10 @@
 It is built from Stable Diffusion's own classes (``AutoencoderKL``, ``CLIPTextModel`` + ``CLIPTokenizer`` with
 the real CLIP BPE vocabulary, ``UNet2DConditionModel`` with cross-attention, scaled_linear betas,
 ε-prediction) and saved as a diffusers ``StableDiffusionPipeline`` folder, so ``hpyn.models.load_model("toy")``
-loads it with the same code as ``sd15``. 32x32 RGB images, 8x8x4 latents.
+loads it with the same code (the ``sd`` adapter) as ``sd15``. 32x32 RGB images, 8x8x4 latents.
+
+Registered once per layer: as the model ``"toy"`` in ``hpyn.models``, and its evaluation assets (prompt set,
+reference, CLIP, classifier extractor, all named ``"toy"``/``"toy-classifier"``) in ``objectives.toy``.
 
 Shipped files (``hpyn/toy/weights/``, all rebuilt by ``python -m hpyn.toy.train --out hpyn/toy/weights``):
 
@@ -13,7 +16,7 @@ Shipped files (``hpyn/toy/weights/``, all rebuilt by ``python -m hpyn.toy.train 
     classifier.safetensors   small CNN (hpyn.toy.nets.Classifier) over [-1, 1] 32x32 RGB, 10 classes
     reference.npz            images uint8 [2000, 3, 32, 32], labels int64, test_index: held-out t10k images
     train_report.json        training command, seconds per stage, test accuracies, VAE noise tolerance
-    quality.json             measured quality (``python -m hpyn.toy.evaluate``), the regression baseline
+    quality.json             measured quality (``python benchmarks/toy_quality.py``), the regression baseline
 
 Helpers::
 
@@ -65,7 +68,6 @@ def label_of_prompt(prompt: str) -> int:
 
 def load_classifier(path: str | Path | None = None, device=None):
     """The shipped CNN (eval mode, float32)."""
-    import torch
     from safetensors.torch import load_file
     from .nets import Classifier
     model = Classifier()
