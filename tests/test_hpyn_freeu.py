@@ -92,6 +92,21 @@ def test_reference_and_diffusers_mappings_differ(unet, inputs):
     assert (outs[0] - outs[1]).abs().max() > 1e-3
 
 
+def test_given_sites_are_the_only_ones_hooked(unet, inputs):
+    # an adapter passes its own sites: with the diffusers mapping's sites, "reference" factors act as "diffusers"
+    with FreeU(unet, "diffusers") as fu:
+        fu.set((1.1, 1.1, 0.9, 0.2))
+        want = run(unet, inputs)
+    with FreeU(unet, "reference", sites=freeu_sites(unet, "diffusers")) as fu:
+        assert len(fu._handles) == len(fu.sites) == 6
+        fu.set((1.1, 1.1, 0.9, 0.2))
+        assert torch.equal(run(unet, inputs), want)
+    plain = run(unet, inputs)
+    with FreeU(unet, sites=[]) as fu:       # a family without FreeU sites: switching it on changes nothing
+        fu.set((1.1, 1.1, 0.9, 0.2))
+        assert torch.equal(run(unet, inputs), plain) and fu.sites == []
+
+
 def test_fourier_filter_scales_only_the_lowest_frequencies():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, 8, 8, generator=g)
