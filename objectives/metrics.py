@@ -50,9 +50,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("clip_score", "clip", "maximize", "CLIP score", "100·max(cos(image, prompt), 0), mean over samples",
            ".2f", 4),
     Metric("prd_f8", "prd", "maximize", "PRD F8", "max F_8 of the PRD curve (Sajjadi et al. 2018): recall, "
-           "coverage of the reference", ".3f", 3),
+           "coverage of the reference", ".2f", 3),
     Metric("prd_f1_8", "prd", "maximize", "PRD F1/8", "max F_1/8 of the PRD curve: precision, how many samples "
-           "look like the reference", ".3f", 3),
+           "look like the reference", ".2f", 3),
 )}
 METRIC_KEYS: tuple[str, ...] = tuple(METRICS)
 STAGES: tuple[str, ...] = tuple(dict.fromkeys(m.stage for m in METRICS.values()))   # ("fid", "kid", "clip", "prd")
