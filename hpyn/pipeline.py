@@ -14,10 +14,11 @@ What it installs, all through diffusers' and torch's own mechanisms and all remo
 A pipeline call cannot be given defaults from outside, so the schedule's step count and guidance scale are
 `applied.call_kwargs` ({"num_inference_steps": n, "guidance_scale": w}); a run with another guidance scale warns.
 
-Same initial noise ⇒ same images as `hpyn.generate`: pass `latents=hpyn.generate.initial_noise(seeds, shape)`
-(per-seed CPU generators); the pipeline multiplies them by `init_noise_sigma` = σ_0 as hpyn does. The two differ
-only in float rounding, because the pipeline applies classifier-free guidance to ε and hpyn to the denoised
-estimate (D is affine in ε); tests/test_hpyn_scheduler.py states the tolerance.
+Same initial noise ⇒ same images as `hpyn.generate`: pass `generator=[torch.Generator().manual_seed(s) for s in
+seeds]` (one CPU generator per image draws that image's noise, as hpyn.generate does) or
+`latents=hpyn.generate.initial_noise(seeds, shape)`; the pipeline multiplies them by `init_noise_sigma` = σ_0 as
+hpyn does. The two differ only in float rounding, because the pipeline applies classifier-free guidance to ε and
+hpyn to the denoised estimate (D is affine in ε); tests/test_hpyn_scheduler.py states the tolerance.
 """
 
 from __future__ import annotations
