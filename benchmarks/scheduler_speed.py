@@ -8,7 +8,8 @@ changes: diffusers' DPM-Solver++(2M) with Karras σ's, hpyn's HpynScheduler on t
 hpyn's paper 5-step setting (1S, residual ending, FreeU hooks switched per step). `sd15-random` is SD1.5's
 architecture with random weights built from configs (benchmarks/sampler_speed.py): speed does not depend on the
 weights and nothing is downloaded. Prints seconds per image (best of --repeats after a warm-up) and the ratio to
-diffusers.
+diffusers, then the schedulers' own cost: a whole run of set_timesteps + scale_model_input + step on the batch's
+latents with a fixed model output (no U-Net), which is what the choice of scheduler adds to a pipeline call.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ def load_pipeline(name: str, device: torch.device, resolution: int | None):
                                                    dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def scheduler_only(scheduler, latents: torch.Tensor, n: int, repeats: int, sync) -> float:
+    """Seconds for one run of n steps of the scheduler alone (fixed ε = 0.1·latents, no U-Net)."""
+    eps = 0.1 * latents
+
+    def run():
+        scheduler.set_timesteps(n, device=latents.device)
+        x = latents * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            scheduler.scale_model_input(torch.cat([x, x]), t)
+            x = scheduler.step(eps, t, x, return_dict=False)[0]
+    return timed(run, max(repeats, 20), sync)
 
 
 def main(argv=None) -> int:
@@ -79,12 +93,22 @@ def main(argv=None) -> int:
         with hpyn.apply(pipe, load_preset("sd15", 5).replace(guidance=w)):
             rows.append(("hpyn scheduler, paper 5-step + FreeU", timed(call(num_inference_steps=n), args.repeats,
                                                                         sync)))
+    from hpyn.scheduler import HpynScheduler
+    latents = torch.randn(batch, 4, side // pipe.vae_scale_factor, side // pipe.vae_scale_factor, device=device,
+                          dtype=pipe.unet.dtype)
+    own = [("diffusers DPMSolverMultistep (2M Karras)", scheduler_only(dpm, latents, n, args.repeats, sync)),
+           ("hpyn scheduler, same 2M Karras grid", scheduler_only(
+               HpynScheduler.from_sampler_config(classic_setting(n, w), original.config), latents, n, args.repeats,
+               sync))]
     base = rows[0][1]
     print(f"\nmodel={args.model} device={device} dtype={pipe.unet.dtype} resolution={side} batch={batch} "
           f"steps={n} (U-Net calls) torch_threads={torch.get_num_threads()}")
     print(f"{'scheduler':40s} {'s/image':>9s} {'vs diffusers':>13s}")
     for label, sec in rows:
         print(f"{label:40s} {sec / batch:9.4f} {sec / base:12.3f}x")
+    print(f"\nscheduler alone, {n} steps on {tuple(latents.shape)} {str(latents.dtype)[6:]} latents (no U-Net):")
+    for label, sec in own:
+        print(f"{label:40s} {1000 * sec:7.2f} ms per run ({100 * sec / base:.1f} % of the diffusers pipeline call)")
     return 0
 
 
