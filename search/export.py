@@ -1,6 +1,6 @@
 """Export a study's best schedule(s) as JSON: `python -m search.export --help`.
 
-The document (schema_version 1) holds the best trial's full `SamplerConfig` under "config", so it loads back
+The document (schema_version = hpyn.config.SCHEMA_VERSION) holds the best trial's full `SamplerConfig` under "config", so it loads back
 directly: `SamplerConfig.load("best.json")`, `python -m hpyn.generate --config best.json ...`. Beside it: the
 explicit σ grid and U-Net timesteps, the metrics per rung with N and their conventions, the baselines' metrics at
 the same N, and provenance (package versions, seeds, prompt-set hash, study, storage). `--top K` / `--pareto` add
@@ -34,18 +34,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "export_study", "write_export", "main"]
+from hpyn.config import SCHEMA_VERSION
+from search.trials import trial_metrics
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "check_out", "export_study", "main", "write_export"]
 
 
 def _trial_entry(t) -> dict[str, Any]:
-    from search.objective import trial_metrics
     u = t.user_attrs
     return {"trial": t.number, "state": t.state.name, "values": t.values, "params": t.params,
             "baseline": u.get("baseline"), "config": u.get("config"), "sigmas": u.get("sigmas"),
@@ -56,16 +57,17 @@ def _trial_entry(t) -> dict[str, Any]:
 def export_study(storage: str, study_name: str, *, top: int | None = None, pareto: bool = False) -> dict:
     """The export document of a study (see the module docstring). ValueError when there is nothing to export."""
     import optuna
-    from search.objective import trial_metrics
-    from search.storage import check_url, redact
 
-    parsed = check_url(storage)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).expanduser().is_file():
-        raise ValueError(f"--storage {storage!r}: no such database file {parsed.database!r}")
+    from search.storage import get_storage, redact, sqlite_path
+
+    db = sqlite_path(storage)
+    if db is not None and not db.is_file():
+        raise ValueError(f"--storage {storage!r}: no such database file {str(db)!r}")
+    rdb = get_storage(storage)   # a corrupt file or an unreachable server: one line naming it
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:
-        names = optuna.get_all_study_names(storage=storage)
+        names = optuna.get_all_study_names(storage=rdb)
         raise ValueError(f"no study {study_name!r} in {redact(storage)}; studies there: {names}") from None
     S = optuna.trial.TrialState
     attrs = study.user_attrs.get("hpyn")
@@ -135,12 +137,30 @@ def export_study(storage: str, study_name: str, *, top: int | None = None, paret
     return doc
 
 
+def check_out(out: str | Path) -> Path:
+    """--out must be a file path in an existing, writable folder (checked before anything is read or written)."""
+    out = Path(out).expanduser()
+    if str(out).endswith(os.sep) or out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a file name such as {out / 'best.json'}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: folder {str(parent)!r} does not exist (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"--out {str(out)!r}: no permission to write there")
+    return out
+
+
 def write_export(doc: dict, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(out)
+    """Write atomically: a temporary file beside `out`, renamed over it (removed if anything fails)."""
+    out = check_out(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(out)
+    except OSError as e:
+        raise ValueError(f"--out {str(out)!r}: cannot write it ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -164,13 +184,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output JSON file")
     args = p.parse_args(argv)
     try:
-        if args.top is not None and args.top < 1:
-            raise ValueError(f"--top {args.top}: must be ≥ 1")
+        if args.top is not None and not 1 <= args.top <= 10_000:
+            raise ValueError(f"--top {args.top}: give the number of schedules to list, 1 to 10000")
+        check_out(args.out)
         doc = export_study(args.storage, args.study, top=args.top, pareto=args.pareto)
+        path = write_export(doc, args.out)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path = write_export(doc, args.out)
     m = doc["metrics"] or {}
     print(f"wrote {path}: trial {doc['trial']} of study {args.study!r}, FID {m.get('fid', float('nan')):.3f} at "
           f"n={m.get('n')}" + "".join(f"; {k} FID {(v['metrics'] or {}).get('fid', float('nan')):.3f}"

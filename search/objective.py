@@ -10,8 +10,9 @@ Optuna cannot prune, so each trial is evaluated once, at the last rung.
 
 PRD (the slowest metric: 10 k-means runs) is computed at the last rung only.
 
-Every trial stores (user attributes): its config, σ and t arrays, metrics per rung with N, the evaluation
-conventions, wall time, a `fail_reason` when it fails, and an image grid as an Optuna artifact.
+Every trial stores (user attributes, written through search.trials, as the Ray backend does): its config, σ and
+t arrays, metrics per rung with N, the evaluation conventions, wall time, a `fail_reason` when it fails, and an
+image grid as an Optuna artifact.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -29,12 +31,18 @@ import torch
 
 from hpyn.config import SamplerConfig
 from hpyn.generate import generate
-from hpyn.schedule import describe
-from search.space import Space, suggest_config
+from search.space import Space
+from search.trials import (
+    config_for,
+    format_metrics,
+    record_config,
+    record_failure,
+    record_rung,
+    trial_metrics,
+)
 
-__all__ = ["Objective", "METRIC_KEYS", "image_grid", "trial_metrics", "format_metrics"]
+__all__ = ["Objective", "image_grid"]
 
-METRIC_KEYS = ("fid", "kid_mean", "kid_std", "clip_score", "prd_f8", "prd_f1_8")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -43,7 +51,7 @@ def image_grid(images: torch.Tensor, cols: int = 4, max_images: int = 16, tile: 
     from PIL import Image
 
     images = images[:max_images]
-    n, _, h, w = images.shape
+    n, _, h, _ = images.shape
     tile = tile or (256 if h >= 256 else h * max(1, math.ceil(128 / h)))
     rows = math.ceil(n / cols)
     grid = Image.new("RGB", (cols * tile, rows * tile), "white")
@@ -52,34 +60,6 @@ def image_grid(images: torch.Tensor, cols: int = 4, max_images: int = 16, tile: 
         im = im.resize((tile, tile), Image.NEAREST if tile >= h else Image.BILINEAR)
         grid.paste(im, ((i % cols) * tile, (i // cols) * tile))
     return grid
-
-
-def format_metrics(m: dict) -> str:
-    parts = [f"fid {m['fid']:.3f}"] if m.get("fid") is not None else []
-    if m.get("kid_mean") is not None:
-        parts.append(f"kid {m['kid_mean']:.4f}")
-    if m.get("clip_score") is not None:
-        parts.append(f"clip {m['clip_score']:.2f}")
-    if m.get("prd_f8") is not None:
-        parts.append(f"prd F8/F1/8 {m['prd_f8']:.2f}/{m['prd_f1_8']:.2f}")
-    return " ".join(parts)
-
-
-def trial_metrics(trial: optuna.trial.FrozenTrial, n: int | None = None) -> dict | None:
-    """The metrics a trial recorded at rung `n` (default: its last rung), or None."""
-    rungs = trial.user_attrs.get("rungs") or []
-    if n is None:
-        return rungs[-1] if rungs else None
-    return next((r for r in rungs if r["n"] == n), None)
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
-    text = f"{type(e).__name__}: {e}"
-    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower():
-        text = "out of memory: " + text
-    return text[:2000]
 
 
 @dataclass
@@ -112,10 +92,7 @@ class Objective:
 
     # ---- the trial -------------------------------------------------------------------------------------
     def config_for(self, trial) -> SamplerConfig:
-        fixed = trial.user_attrs.get("fixed_config") if hasattr(trial, "user_attrs") else None
-        if fixed:  # a baseline the space cannot express (e.g. two FreeU windows): run it as given
-            return SamplerConfig.from_dict(fixed)
-        return suggest_config(trial, self.space.steps, self.space)
+        return config_for(trial, self.space)
 
     def __call__(self, trial: optuna.Trial):
         t0 = time.perf_counter()
@@ -124,19 +101,16 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except BaseException as e:
-            trial.set_user_attr("fail_reason", _reason(e))
-            trial.set_user_attr("wall_time_s", round(time.perf_counter() - t0, 3))
+            why = record_failure(trial, e, t0)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self._say(f"[trial {trial.number}] FAILED: {_reason(e)}")
+            if not isinstance(e, KeyboardInterrupt):   # an interruption is said once, by the run
+                self._say(f"[trial {trial.number}] FAILED: {why}")
             raise
 
     def _run(self, trial, t0: float):
         config = self.config_for(trial)
-        info = describe(config, self.model.table)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("sigmas", info["sigmas"])
-        trial.set_user_attr("timesteps", info["timesteps"])
+        record_config(trial, config, self.model.table)
         baseline = trial.user_attrs.get("baseline")
         rungs = self.rungs[-1:] if self.multi else self.rungs
         images: list[torch.Tensor] = []
@@ -153,20 +127,7 @@ class Objective:
             if self._incremental():  # features are kept; of the images only what the grid shows
                 images[:] = [torch.cat(images)[:self.grid_images]]
             done = n
-            bad = [k for k in METRIC_KEYS if isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])]
-            if bad:
-                raise FloatingPointError(f"non-finite {', '.join(f'{k}={metrics[k]}' for k in bad)} at n={n}")
-            conventions = metrics.pop("conventions", None)
-            metrics.pop("timings", None)
-            row = {"n": n, **{k: float(metrics[k]) for k in METRIC_KEYS if metrics.get(k) is not None},
-                   "generate_s": round(gen_s, 3), "metrics_s": round(time.perf_counter() - t - gen_s, 3)}
-            history.append(row)
-            trial.set_user_attr("rungs", history)
-            for k in METRIC_KEYS + ("n",):
-                if k in row:
-                    trial.set_user_attr(k, row[k])
-            if conventions is not None:  # of the last rung reached (N-dependent: KID subsets, PRD sizes)
-                trial.set_user_attr("conventions", conventions)
+            row = record_rung(trial, history, n, metrics, gen_s, time.perf_counter() - t - gen_s)
             if not self.multi:
                 trial.report(row["fid"], step=n)
                 # baselines ask too (so the pruner ranks them at every rung) but always run to the end

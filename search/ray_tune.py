@@ -9,10 +9,12 @@ The driver (the process running this) owns the Optuna study; Ray runs the trials
   define-by-run space (`search.space.suggest_config`), and writes into the same Optuna storage object (Ray's
   OptunaSearch needs a storage object, not a URL). Enqueued baselines and retried trials are asked first.
 * Each rung's result (FID at n samples, every metric, the config, σ grid) goes back to the driver, which records
-  it on the Optuna trial (`trial.report(fid, step=n)` and the same user attributes as `search.run`'s local
-  backend), so the dashboard and `search.export` read the same trials whichever backend ran them.
+  it on the Optuna trial (`trial.report(fid, step=n)` and the user attributes the worker's `Objective` wrote through
+  search.trials, the one bookkeeping path of both backends), so the dashboard and `search.export` read the same
+  trials whichever backend ran them. The study itself is set up by search.study, as for the local backend.
 * ASHA (`ray.tune.schedulers.ASHAScheduler`, time attribute = sample count n, milestones on the study's rungs,
-  baselines exempt) stops poor trials early. Ray's stock OptunaSearch would tell such a trial COMPLETE with its
+  the reduction factor of search.study.reduction_factor as for Optuna's SHA, baselines exempt) stops poor trials
+  early. Ray's stock OptunaSearch would tell such a trial COMPLETE with its
   low-sample FID; here a trial that ended before the last rung is told PRUNED (value = its last FID, as Optuna
   prunes), a trial that raised is told FAIL with its `fail_reason`, and only a trial that reached the last rung
   is COMPLETE.
@@ -29,6 +31,7 @@ the prompt and reference sets at the same paths; only the driver talks to the da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,12 +39,23 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 
-__all__ = ["StudySearch", "SpaceFunction", "make_scheduler", "run_ray", "ray_trainable"]
+from search.study import load_evaluator, make_sampler, prepare, reduction_factor
+from search.trials import (
+    config_for,
+    counts,
+    finished_count,
+    reason,
+    record_config,
+    verdict,
+)
+
+__all__ = ["SpaceFunction", "StudySearch", "make_scheduler", "ray_trainable", "run_ray"]
 
 DEFAULT_RAY_ENV = {"RAY_DEDUP_LOGS": "0", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1e9"}
 
@@ -54,11 +68,8 @@ class SpaceFunction:
         self.space, self.table = space, table
 
     def __call__(self, trial) -> dict:
-        from hpyn.config import SamplerConfig
-        from search.space import suggest_config
         attrs = trial.user_attrs
-        fixed = attrs.get("fixed_config")
-        config = SamplerConfig.from_dict(fixed) if fixed else suggest_config(trial, self.space.steps, self.space)
+        config = config_for(trial, self.space)
         return {"hpyn": {"config": config.to_dict(), "number": trial.number, "baseline": attrs.get("baseline"),
                          "user_attrs": {k: v for k, v in attrs.items() if k in ("baseline", "fixed_config")}}}
 
@@ -123,12 +134,7 @@ class StudySearch(_optuna_search_cls()):  # type: ignore[misc]
         info = params.get("hpyn") if params else None
         if info is not None:
             from hpyn.config import SamplerConfig
-            from hpyn.schedule import describe
-            config = SamplerConfig.from_dict(info["config"])
-            d = describe(config, self._space.table)
-            ot_trial.set_user_attr("config", info["config"])
-            ot_trial.set_user_attr("sigmas", d["sigmas"])
-            ot_trial.set_user_attr("timesteps", d["timesteps"])
+            record_config(ot_trial, SamplerConfig.from_dict(info["config"]), self._space.table)
             ot_trial.set_user_attr("backend", "ray")
             ot_trial.set_user_attr("ray_trial_id", trial_id)
         return params
@@ -153,8 +159,6 @@ class StudySearch(_optuna_search_cls()):  # type: ignore[misc]
         self._apply(self._ot_trials[trial_id], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        import optuna
-        S = optuna.trial.TrialState
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
@@ -163,22 +167,13 @@ class StudySearch(_optuna_search_cls()):  # type: ignore[misc]
             self._apply(ot_trial, result)
         except Exception as e:  # noqa: BLE001 - the state must be told whatever happens
             self._say(f"warning: could not record the last result of trial {ot_trial.number}: {e}")
-        n, fid = result.get("n"), result.get("fid")
-        if error or result.get("failed"):
-            reason = result.get("failed") or "the Ray trial raised or its worker died (see the Ray logs)"
-            ot_trial.set_user_attr("fail_reason", str(reason)[:2000])
-            state, value = S.FAIL, None
-        elif n is not None and int(n) >= self.final_n and fid is not None and math.isfinite(fid):
-            state, value = S.COMPLETE, float(fid)
-        elif trial_id in self.early_stopped and ot_trial.study._storage.get_trial(ot_trial._trial_id).intermediate_values:
-            # the scheduler stopped it at a lower rung: PRUNED (value = its last FID), never a COMPLETE low-n value
-            ot_trial.set_user_attr("pruned_by", "ray-scheduler")
-            state, value = S.PRUNED, None
-        else:
-            # stopped before the last rung by something else (the time budget, Ctrl-C): not a verdict on it
-            ot_trial.set_user_attr("fail_reason", f"stopped by Ray at n={n} before the last rung (time budget or "
-                                                  "interruption)")
-            state, value = S.FAIL, None
+        failed = (result.get("failed") or "the Ray trial raised or its worker died (see the Ray logs)") \
+            if error or result.get("failed") else None
+        reported = bool(ot_trial.study._storage.get_trial(ot_trial._trial_id).intermediate_values)
+        state, value, attrs = verdict(result.get("n"), result.get("fid"), self.final_n, failed=failed,
+                                      stopped_early=trial_id in self.early_stopped, reported=reported)
+        for k, v in attrs.items():
+            ot_trial.set_user_attr(k, v)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -201,10 +196,9 @@ class _Heartbeat:
     def _loop(self):
         while not self.stop.wait(self.interval):
             for tid in self.searcher.in_flight():
-                try:
+                # a finished trial, a dropped connection: the next beat
+                with contextlib.suppress(Exception):
                     self.storage.record_heartbeat(tid)
-                except Exception:  # noqa: BLE001 - a finished trial, a dropped connection: next beat
-                    pass
 
     def __enter__(self):
         if self.interval and hasattr(self.storage, "record_heartbeat"):
@@ -236,9 +230,8 @@ def make_scheduler(rungs, pruner: str = "sha", stopped: set | None = None):
                     stopped.add(trial.trial_id)
             return action
 
-    rf = max(2.0, rungs[1] / rungs[0])
     return _ASHA(time_attr="n", metric="fid", mode="min", grace_period=rungs[0], max_t=rungs[-1],
-                 reduction_factor=rf)
+                 reduction_factor=float(reduction_factor(rungs)))
 
 
 def ray_resources(gpus_per_trial: float | None) -> dict:
@@ -248,52 +241,44 @@ def ray_resources(gpus_per_trial: float | None) -> dict:
     return {"cpu": 1, "gpu": float(gpus_per_trial)}
 
 
-def run_ray(opts, prep, study, storage, *, factory: Callable | None = None, log=print, ray_init: dict | None = None):
+def run_ray(prep, study, storage, *, factory: Callable | None = None, log=print, ray_init: dict | None = None):
     """Run the study's remaining trials on Ray (see the module docstring). Returns the study."""
-    import optuna
     import ray
     from ray import tune
 
-    from search.run import counts, make_sampler
-
-    if opts.objective != "fid":
-        raise ValueError("--backend ray supports --objective fid (Ray's schedulers prune single-objective studies); "
-                         "run fid+clip studies with the local backend")
-    if opts.clip_margin is not None:
-        raise ValueError("--clip-margin is not supported with --backend ray; use the local backend")
+    opts = prep.opts
     say = log or (lambda s: None)
     for k, v in DEFAULT_RAY_ENV.items():
         os.environ.setdefault(k, v)
     started = False
     if not ray.is_initialized():
-        kw = dict(address=getattr(opts, "ray_address", None), include_dashboard=False, log_to_driver=not opts.quiet,
-                  configure_logging=False)
+        kw = {"address": opts.ray_address, "include_dashboard": False, "log_to_driver": not opts.quiet,
+                  "configure_logging": False}
         ray.init(**{**kw, **(ray_init or {})})
         started = True
+    searcher = None
     try:
         c = counts(study)
-        done = c.get("COMPLETE", 0) + c.get("PRUNED", 0)
-        remaining = max(opts.trials - done, c.get("WAITING", 0))   # (WAITING: enqueued or retried trials)
+        remaining = max(opts.trials - finished_count(c), c.get("WAITING", 0))   # (WAITING: enqueued or retried)
         if remaining <= 0:
             return study
         searcher = StudySearch(space=SpaceFunction(prep.space, prep.table), storage=storage,
                                study_name=prep.study_name,
                                sampler=make_sampler(opts, len(study.trials), int(study.user_attrs.get(
                                    "worker_starts", 1)) - 1), final_n=prep.rungs[-1], log=say)
-        resources = ray_resources(getattr(opts, "gpus_per_trial", None))
+        resources = ray_resources(opts.gpus_per_trial)
         trainable = tune.with_resources(
             tune.with_parameters(ray_trainable, opts_dict=asdict(opts), factory=factory), resources)
-        max_conc = getattr(opts, "max_concurrent", None)
         say(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPU, {ray.cluster_resources().get('GPU', 0):.0f} GPU; "
             f"{remaining} trial(s), {resources['gpu']:g} GPU and {resources['cpu']} CPU per trial"
-            + (f", at most {max_conc} at once" if max_conc else ""))
+            + (f", at most {opts.max_concurrent} at once" if opts.max_concurrent else ""))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher,
                                         scheduler=make_scheduler(prep.rungs, opts.pruner, searcher.early_stopped),
-                                        num_samples=remaining, max_concurrent_trials=max_conc, reuse_actors=True,
-                                        time_budget_s=opts.timeout, trial_name_creator=_trial_name,
-                                        trial_dirname_creator=_trial_name),
+                                        num_samples=remaining, max_concurrent_trials=opts.max_concurrent,
+                                        reuse_actors=True, time_budget_s=opts.timeout,
+                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(name=f"hpyn-{prep.study_name}".replace("+", "_").replace("/", "_"),
                                       storage_path=os.environ.get("HPYN_RAY_RESULTS"),
                                       verbose=0 if opts.quiet else 1,
@@ -305,17 +290,18 @@ def run_ray(opts, prep, study, storage, *, factory: Callable | None = None, log=
         say(f"Ray ran {len(searcher.told)} trial(s) in {time.perf_counter() - t0:.0f}s: "
             + ", ".join(f"{s.lower()} {sum(1 for v in searcher.told.values() if v == s)}"
                         for s in ("COMPLETE", "PRUNED", "FAIL") if s in searcher.told.values()))
-        # anything Ray never finished (interrupted, time budget) must not stay RUNNING in the study
-        S = optuna.trial.TrialState
-        for tid, ot_trial in list(searcher._ot_trials.items()):
-            if tid not in searcher._completed_trials:
-                searcher.on_trial_complete(tid, None, error=False)
-        leftover = [t.number for t in study.get_trials(deepcopy=False, states=(S.RUNNING,))
-                    if t.user_attrs.get("backend") == "ray" and t.number in searcher.told]
-        if leftover:
-            say(f"warning: trials {leftover} are still RUNNING in the study")
         return study
     finally:
+        if searcher is not None:
+            # anything Ray never finished (interrupted, time budget) must not stay RUNNING in the study
+            for tid in list(searcher._ot_trials):
+                if tid not in searcher._completed_trials:
+                    searcher.on_trial_complete(tid, None, error=False)
+            S = optuna.trial.TrialState
+            leftover = [t.number for t in study.get_trials(deepcopy=False, states=(S.RUNNING,))
+                        if t.user_attrs.get("backend") == "ray" and t.number in searcher.told]
+            if leftover:
+                say(f"warning: trials {leftover} are still RUNNING in the study")
         if started:
             ray.shutdown()
 
@@ -334,7 +320,7 @@ def _worker_context(opts_dict: dict, factory: Callable | None):
     ctx = _CACHE.get(key)
     if ctx is None:
         _LOADS += 1
-        from search.run import RunOptions, load_evaluator, prepare
+        from search.options import RunOptions
         t = time.perf_counter()
         prep = prepare(RunOptions(**opts_dict))
         if factory is not None:
@@ -399,7 +385,7 @@ def ray_trainable(config: dict, opts_dict: dict, factory: Callable | None = None
     from ray import tune
 
     from hpyn.config import SamplerConfig
-    from search.objective import Objective, _reason
+    from search.objective import Objective
 
     info = config["hpyn"]
     ctx = _worker_context(opts_dict, factory)
@@ -424,7 +410,7 @@ def ray_trainable(config: dict, opts_dict: dict, factory: Callable | None = None
     except _Stopped:
         raise SystemExit(0) from None   # as Ray's own report() ends a stopped trial's thread
     except Exception as e:  # noqa: BLE001 - told FAIL with its reason; the study goes on
-        tune.report({"fid": float("nan"), "n": trial.last_n, "failed": _reason(e),
+        tune.report({"fid": float("nan"), "n": trial.last_n, "failed": reason(e),
                      "attrs_json": json.dumps(trial.drain()), **extra})
         return
     tune.report({"fid": float(fid), "n": prep.rungs[-1], "attrs_json": json.dumps(trial.drain()), **extra})

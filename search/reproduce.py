@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load_schedule", "sample", "main"]
+__all__ = ["load_schedule", "main", "sample"]
 
 
 def load_schedule(path) -> dict:
@@ -32,6 +32,18 @@ def load_schedule(path) -> dict:
     if missing:
         raise ValueError(f"{path} is not a search export (missing {missing})")
     return doc
+
+
+DPMPP_ORDERS = {"dpmpp_1s": 1, "dpmpp_2m": 2, "dpmpp_3m": 3}   # hpyn.solvers names → DPM-Solver++ order
+
+
+def solver_order(cfg: dict) -> int:
+    """The DPM-Solver++ order of an exported config: its "solver" name (schema 2) or its "order" (schema 1)."""
+    if "solver" in cfg:
+        if cfg["solver"] not in DPMPP_ORDERS:
+            raise ValueError(f"solver {cfg['solver']!r}: this short sampler runs {list(DPMPP_ORDERS)}; use hpyn")
+        return DPMPP_ORDERS[cfg["solver"]]
+    return int(cfg["order"])
 
 
 def _dpmpp_step(x, d, s, s_next, hist, order):
@@ -73,7 +85,7 @@ def sample(pipe, schedule: dict, prompts: list[str], seeds: list[int]) -> torch.
     if windows and cfg.get("freeu_mapping") != "diffusers":
         warnings.warn("this schedule uses FreeU with the paper's 'reference' mapping; diffusers' enable_freeu is the "
                       "'diffusers' mapping, so images will differ slightly from hpyn's (spec D.4)")
-    w, order = float(cfg["guidance"]), int(cfg["order"])
+    w, order = float(cfg["guidance"]), solver_order(cfg)
     cond, uncond = pipe.encode_prompt(prompts, device, 1, True)
     context = torch.cat([uncond, cond])
     side = unet.config.sample_size

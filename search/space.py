@@ -1,44 +1,30 @@
 """The search space: define-by-run, every dimension acts, the paper's settings lie inside it.
 
-`suggest_config(trial, steps, space)` turns an Optuna trial into a `hpyn.config.SamplerConfig`. Parameters
-(names as they appear in the study and the dashboard; "where" = the condition under which it exists):
+Each dimension is defined once, in `search.dimensions.DIMENSIONS` (its range, the condition under which it acts,
+its paper symbol, what it means, its valid bounds, how it maps to and from a `hpyn.config.SamplerConfig`); the
+suggest code (`suggest_config`), the checks of space files (`load_space`), this table and the baseline mapping
+(`baseline_params`) are all driven by it. Parameters (names as in the study and the dashboard; "acts when" = the
+condition under which the trial is asked for it; ranges of the default space):
 
-  name          where                 default range              meaning (paper symbol, spec B.4)
-  spacing       grid has ≥ 3 points   time | karras              power law in DDPM-timestep space (Eq. 16/18, the
-                                                                 paper) or in σ space (Eq. 15, Karras)
-  rho_time      spacing = time        [0.5, 3.0]                 ρ_t: 1 = uniform in t, > 1 denser at low noise;
-                                                                 paper 1.2
-  rho_karras    spacing = karras      [1.0, 10.0]                Karras ρ: classic 7
-  final         always                residual | zero            residual: stop at σ_n = ε and decode the latent
-                                                                 (Eq. 18/19, the paper); zero: σ_min then 0
-  epsilon       final = residual      [0.03, 1.0] log            ε = σ_end, the decode level. The paper's N_out,
-                                                                 ρ_out, k (and its σ_min) act only through ε (B.1),
-                                                                 so they are not searched: ε is. Paper 0.132
-  sigma_min     final = zero          [model σ_min, 1.0] log     last non-zero σ before the jump to 0; the low end
-                                                                 is the model's σ_min (the classic grid)
-  order         steps ≥ 2             1 .. min(3, steps)         DPM-Solver++ 1S (DDIM) / 2M / 3M (see below)
-  freeu         always                off | on                   FreeU on a window of solver steps
-  freeu_start   freeu = on            [0, steps-1]               first step with FreeU (0-based)
-  freeu_end     freeu = on            [freeu_start+1, steps]     window is [freeu_start, freeu_end)
-  freeu_b1 ...  freeu = on            fixed 1.1, 1.1, 0.9, 0.2   FreeU backbone (b1, b2) and skip (s1, s2) factors
-   freeu_s2                           ("full" space: b ∈ [1.0, 1.6], s ∈ [0.1, 1.0])
-  freeu_mapping freeu = on            fixed "reference"          the paper's channel-keyed mapping, or "diffusers"
-  guidance      always                fixed (--guidance)         CFG scale w; give a range to search it
+{DIMENSIONS}
 
-Very short grids: a parameter is only asked for where it acts (`acting`): spacing and ρ need an interior grid
-point (not with 1 residual step or ≤ 2 zero-ending steps), order k needs k−1 earlier steps that do not jump to 0
-(order ≤ steps with a residual ending, ≤ steps − 1 with a zero ending), σ_min needs ≥ 2 zero-ending steps.
+Very short grids: a parameter is only asked for where it acts: spacing and ρ need an interior grid point (not
+with 1 residual step or ≤ 2 zero-ending steps), order k needs k−1 earlier steps that do not jump to 0 (order ≤
+steps with a residual ending, ≤ steps − 1 with a zero ending), σ_min needs ≥ 2 zero-ending steps.
 
-Baselines: every published paper setting (studies/paper/) but SDXL 6-step (two FreeU windows: run as a fixed
+Baselines: every published paper setting (hpyn/presets/paper/) but SDXL 6-step (two FreeU windows: run as a fixed
 config) and classic DPM++2M-Karras are points of the default space (`baseline_params`).
 
 A space file (JSON) overrides entries of a named base space ("default" or "full"):
 
-    {"base": "default", "rho_time": [0.8, 2.0], "order": [1, 2], "spacing": "time", "guidance": [3.0, 9.0]}
+    {{"base": "default", "rho_time": [0.8, 2.0], "order": [1, 2], "spacing": "time", "guidance": [3.0, 9.0]}}
 
 A two-number list is a range (numbers) or the choices (names); a list of names is the choices; a single value fixes
-the parameter (it is then not an Optuna parameter, but it is part of every trial's config). Unknown names are an
-error that lists the valid ones.
+the parameter (it is then not an Optuna parameter, but it is part of every trial's config). A third entry "log"
+samples a range log-uniformly. Unknown names, and values outside a dimension's valid bounds, are errors that name
+them.
+
+Adding a dimension: one `Param(...)` entry in search/dimensions.py (plus the SamplerConfig field it drives, in hpyn).
 """
 
 from __future__ import annotations
@@ -49,54 +35,45 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpyn.config import FREEU_MAPPINGS, FreeUWindow, SamplerConfig
+from hpyn.config import FreeUWindow, SamplerConfig
+from search.dimensions import (
+    BY_NAME,
+    DIMENSIONS,
+    PARAMS,
+    Ctx,
+    Dim,
+    Param,
+    Range,
+    Values,
+    acting,
+    docs_table,
+    value_of,
+)
 
-__all__ = ["Dim", "Space", "SPACES", "default_space", "load_space", "suggest_config", "baseline_params",
-           "NotInSpace", "PARAMS", "acting"]
+__all__ = [
+    "PARAMS",
+    "SPACES",
+    "Dim",
+    "NotInSpace",
+    "Space",
+    "acting",
+    "baseline_params",
+    "default_space",
+    "docs_table",
+    "load_space",
+    "suggest_config",
+]
 
-PAPER_FREEU = (1.1, 1.1, 0.9, 0.2)
-FACTORS = ("freeu_b1", "freeu_b2", "freeu_s1", "freeu_s2")
-PARAMS = ("spacing", "rho_time", "rho_karras", "final", "epsilon", "sigma_min", "order", "freeu", "freeu_start",
-          "freeu_end", *FACTORS, "freeu_mapping", "guidance")
-CATEGORICAL = {"spacing": ("time", "karras"), "final": ("residual", "zero"), "freeu": ("off", "on"),
-               "freeu_mapping": FREEU_MAPPINGS}
-INTEGER = ("order", "freeu_start", "freeu_end")
 SPACES = ("default", "full")
+
+__doc__ = __doc__.format(DIMENSIONS=docs_table())
 
 
 class NotInSpace(ValueError):
     """A config that the space cannot express (a value outside a range, or two FreeU windows)."""
 
 
-@dataclass(frozen=True)
-class Dim:
-    """One dimension: a fixed value, or choices, or a [low, high] range (log-uniform if `log`)."""
-
-    fixed: Any = None
-    choices: tuple | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-
-    @property
-    def searched(self) -> bool:
-        return self.fixed is None
-
-    def contains(self, value) -> bool:
-        if self.fixed is not None:
-            return value == self.fixed if not isinstance(value, float) else math.isclose(value, self.fixed)
-        if self.choices is not None:
-            return value in self.choices
-        return self.low <= value <= self.high
-
-    def describe(self) -> str:
-        if self.fixed is not None:
-            return f"fixed {self.fixed!r}"
-        if self.choices is not None:
-            return " | ".join(map(str, self.choices))
-        return f"[{self.low:g}, {self.high:g}]" + (" log" if self.log else "")
-
-
+# ---- concrete spaces -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Space:
     """Concrete ranges for one model (noise table) and one step count. Build with `load_space`."""
@@ -122,44 +99,31 @@ class Space:
         return "\n".join(f"  {k:14s} {d.describe()}" for k, d in self.dims.items())
 
 
+def _ctx(table, steps: int, guidance: float) -> Ctx:
+    return Ctx(float(table.sigma_min), float(table.sigma_max), steps, float(guidance))
+
+
 def default_space(table, steps: int, guidance: float = 7.5, name: str = "default") -> Space:
-    """The default space on a model's noise table (see the module docstring for the table of ranges)."""
+    """A named space ("default" or "full") on a model's noise table (ranges: the module docstring's table)."""
     if name not in SPACES:
         raise ValueError(f"unknown space {name!r}; use one of {list(SPACES)} or a JSON file")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
-    smin, smax = float(table.sigma_min), float(table.sigma_max)
-    dims = {
-        "spacing": Dim(choices=CATEGORICAL["spacing"]),
-        "rho_time": Dim(low=0.5, high=3.0),
-        "rho_karras": Dim(low=1.0, high=10.0),
-        "final": Dim(choices=CATEGORICAL["final"]),
-        "epsilon": Dim(low=max(0.03, smin), high=min(1.0, smax), log=True),
-        "sigma_min": Dim(low=smin, high=min(1.0, smax), log=True),
-        "order": Dim(low=1, high=min(3, steps)) if steps > 1 else Dim(fixed=1),
-        "freeu": Dim(choices=CATEGORICAL["freeu"]),
-        "freeu_start": Dim(low=0, high=steps - 1),
-        "freeu_end": Dim(low=1, high=steps),
-        "freeu_mapping": Dim(fixed="reference"),
-        "guidance": Dim(fixed=float(guidance)),
-    }
-    if name == "full":
-        dims.update(freeu_b1=Dim(low=1.0, high=1.6), freeu_b2=Dim(low=1.0, high=1.6),
-                    freeu_s1=Dim(low=0.1, high=1.0), freeu_s2=Dim(low=0.1, high=1.0))
-    else:
-        dims.update({k: Dim(fixed=v) for k, v in zip(FACTORS, PAPER_FREEU)})
-    dims = {k: dims[k] for k in PARAMS}
-    return Space(dims, steps, smin, smax, name, {"base": name})
+    ctx = _ctx(table, steps, guidance)
+    dims = {p.name: (p.full if name == "full" and p.full is not None else p.default).at(ctx, p.kind)
+            for p in DIMENSIONS}
+    return Space(dims, steps, ctx.sigma_min, ctx.sigma_max, name, {"base": name})
 
 
-def _dim_from_json(name: str, value, base: Dim) -> Dim:
+def _dim_from_json(p: Param, value) -> Dim:
+    name = p.name
     bad = ValueError(f"space parameter {name!r}: cannot use {value!r} (give a value, a [low, high] range"
-                     f"{' or a list of choices' if name in CATEGORICAL else ''})")
+                     f"{' or a list of choices' if p.kind == 'choice' else ''})")
     if isinstance(value, list):
-        if name in CATEGORICAL:
-            if not value or any(v not in CATEGORICAL[name] for v in value):
+        if p.kind == "choice":
+            if not value or any(v not in p.choices for v in value):
                 raise ValueError(f"space parameter {name!r}: choices {value!r} must be a non-empty subset of "
-                                 f"{list(CATEGORICAL[name])}")
+                                 f"{list(p.choices)}")
             return Dim(fixed=value[0]) if len(value) == 1 else Dim(choices=tuple(value))
         log = len(value) == 3 and value[2] == "log"
         if len(value) not in (2, 3) or (len(value) == 3 and not log) or \
@@ -168,7 +132,7 @@ def _dim_from_json(name: str, value, base: Dim) -> Dim:
         lo, hi = value[:2]
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
             raise ValueError(f"space parameter {name!r}: range [{lo}, {hi}] is empty or not finite")
-        if name in INTEGER:
+        if p.kind == "int":
             if int(lo) != lo or int(hi) != hi:
                 raise ValueError(f"space parameter {name!r} is an integer; got range [{lo}, {hi}]")
             lo, hi = int(lo), int(hi)
@@ -176,48 +140,43 @@ def _dim_from_json(name: str, value, base: Dim) -> Dim:
             lo, hi = float(lo), float(hi)
         if lo == hi:
             return Dim(fixed=lo)
-        return Dim(low=lo, high=hi, log=log or (base.log and lo > 0))
+        default_log = isinstance(p.default, Range) and p.default.log
+        return Dim(low=lo, high=hi, log=log or (default_log and lo > 0))
     if isinstance(value, (dict, type(None))):
         raise bad
-    if name in CATEGORICAL:
-        if value not in CATEGORICAL[name]:
-            raise ValueError(f"space parameter {name!r}: {value!r} is not one of {list(CATEGORICAL[name])}")
+    if p.kind == "choice":
+        if value not in p.choices:
+            raise ValueError(f"space parameter {name!r}: {value!r} is not one of {list(p.choices)}")
         return Dim(fixed=value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad
-    return Dim(fixed=int(value) if name in INTEGER else float(value))
+    if not math.isfinite(value):
+        raise ValueError(f"space parameter {name!r}: {value!r} is not finite")
+    return Dim(fixed=int(value) if p.kind == "int" else float(value))
 
 
-def _check(space: Space) -> Space:
-    """Range checks that need the model and the step count; errors name the parameter and the value."""
+def _check(space: Space, guidance: float) -> Space:
+    """Each dimension within its valid bounds (they need the model and the step count); errors name the value."""
     d, n = space.dims, space.steps
-
-    def within(name, lo, hi, lo_open=False, hi_open=False):
-        dim = d[name]
-        vals = [dim.fixed] if dim.fixed is not None else [dim.low, dim.high]
-        for v in vals:
+    ctx = Ctx(space.sigma_min, space.sigma_max, n, guidance)
+    for p in DIMENSIONS:
+        if not p.valid:
+            continue
+        lo, hi, lo_open, hi_open = value_of(p.valid[0], ctx), value_of(p.valid[1], ctx), p.valid[2], p.valid[3]
+        dim = d[p.name]
+        for v in ([dim.fixed] if dim.fixed is not None else [dim.low, dim.high]):
             if (v < lo or (lo_open and v == lo)) or (v > hi or (hi_open and v == hi)):
-                raise ValueError(f"space parameter {name!r}: {v!r} lies outside "
+                raise ValueError(f"space parameter {p.name!r}: {v!r} lies outside "
                                  f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'} "
                                  f"for this model and {n} steps")
-
-    within("rho_time", 0, math.inf, lo_open=True)
-    within("rho_karras", 0, math.inf, lo_open=True)
-    within("epsilon", space.sigma_min, space.sigma_max, hi_open=True)
-    within("sigma_min", 0, space.sigma_max, lo_open=True, hi_open=True)
-    within("order", 1, min(3, n))
-    within("freeu_start", 0, n - 1)
-    within("freeu_end", 1, n)
-    for f in FACTORS:
-        within(f, 0, math.inf)
-    within("guidance", 0, math.inf)
-    hi_start = d["freeu_start"].fixed if d["freeu_start"].fixed is not None else d["freeu_start"].high
-    lo_start = d["freeu_start"].fixed if d["freeu_start"].fixed is not None else d["freeu_start"].low
-    hi_end = d["freeu_end"].fixed if d["freeu_end"].fixed is not None else d["freeu_end"].high
+    start, end = d["freeu_start"], d["freeu_end"]
+    lo_start = start.fixed if start.fixed is not None else start.low
+    hi_start = start.fixed if start.fixed is not None else start.high
+    hi_end = end.fixed if end.fixed is not None else end.high
     if "on" in (d["freeu"].choices or (d["freeu"].fixed,)) and lo_start >= hi_end:
         raise ValueError(f"space: freeu_start ≥ {lo_start} and freeu_end ≤ {hi_end} leave no FreeU window")
-    if hi_start >= hi_end and d["freeu_start"].fixed is None:
-        d["freeu_start"] = replace(d["freeu_start"], high=hi_end - 1)
+    if hi_start >= hi_end and start.fixed is None:
+        d["freeu_start"] = replace(start, high=hi_end - 1)
     return space
 
 
@@ -226,19 +185,20 @@ def load_space(spec: str | Path | dict, table, steps: int, guidance: float = 7.5
     if isinstance(spec, dict):
         doc, where = dict(spec), "space"
     elif str(spec) in SPACES:
-        return _check(default_space(table, steps, guidance, str(spec)))
+        return _check(default_space(table, steps, guidance, str(spec)), guidance)
     else:
         path = Path(spec)
         try:
             doc = json.loads(path.read_text())
         except FileNotFoundError:
             raise ValueError(f"--space {str(spec)!r}: no such file (or use one of {list(SPACES)})") from None
-        except OSError as e:
-            raise ValueError(f"--space {str(spec)!r}: cannot read it ({e.strerror})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--space {str(spec)!r}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"--space {str(spec)!r} is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
-            raise ValueError(f"--space {str(spec)!r} must hold a JSON object of parameter: range")
+            # a ValueError like every other bad space file (callers report ValueErrors as bad input)
+            raise ValueError(f"--space {str(spec)!r} must hold a JSON object of parameter: range")  # noqa: TRY004
         where = f"space file {str(spec)!r}"
     base = doc.pop("base", "default")
     if base not in SPACES:
@@ -251,71 +211,51 @@ def load_space(spec: str | Path | dict, table, steps: int, guidance: float = 7.5
     dims = dict(space.dims)
     for name, value in doc.items():
         try:
-            dims[name] = _dim_from_json(name, value, dims[name])
+            dims[name] = _dim_from_json(BY_NAME[name], value)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
     try:
-        return _check(Space(dims, steps, space.sigma_min, space.sigma_max, base, {"base": base, **doc}))
+        return _check(Space(dims, steps, space.sigma_min, space.sigma_max, base, {"base": base, **doc}), guidance)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 
 
-# ---- define-by-run -----------------------------------------------------------------------------------
-def _suggest(trial, name: str, dim: Dim, low=None, high=None):
+# ---- define-by-run ---------------------------------------------------------------------------------------
+def _suggest(trial, p: Param, dim: Dim, low=None, high=None):
     if dim.fixed is not None:
         return dim.fixed
     if dim.choices is not None:
-        return trial.suggest_categorical(name, list(dim.choices))
+        return trial.suggest_categorical(p.name, list(dim.choices))
     lo = dim.low if low is None else max(dim.low, low)
     hi = dim.high if high is None else min(dim.high, high)
-    if name in INTEGER:
-        return trial.suggest_int(name, int(lo), int(hi))
-    return trial.suggest_float(name, lo, hi, log=dim.log)
+    if p.kind == "int":
+        return trial.suggest_int(p.name, int(lo), int(hi))
+    return trial.suggest_float(p.name, lo, hi, log=dim.log)
 
 
-def acting(final: str, steps: int) -> tuple[bool, int]:
-    """(does the spacing/ρ act, highest order that acts) for a grid of `steps` steps with this ending.
-
-    A grid of 2 points (1 residual step; ≤ 2 zero-ending steps, whose last point is 0) has no interior point, so
-    spacing and ρ change nothing. Order k needs k−1 earlier steps and σ_{i+1} > 0 (a jump to 0 is first order).
-    """
-    points = steps + 1 if final == "residual" else steps
-    return points >= 3, max(1, min(3, steps if final == "residual" else steps - 1))
+def _config(values: Values, space: Space) -> SamplerConfig:
+    mapping = space["freeu_mapping"].fixed
+    kw: dict[str, Any] = {"steps": space.steps, "freeu_mapping": "reference" if mapping is None else mapping}
+    for name, v in values.items():
+        BY_NAME[name].put(kw, v, space)
+    if kw.get("sigma_min") is not None and kw["sigma_min"] == space.sigma_min:
+        kw["sigma_min"] = None   # the low end is the model's own σ_min: the classic grid
+    elif kw.get("sigma_min") is not None:
+        kw["sigma_min"] = float(kw["sigma_min"])
+    window = kw.pop("_freeu", None)
+    kw["freeu"] = (FreeUWindow(**window),) if window else ()
+    return SamplerConfig(**kw)
 
 
 def suggest_config(trial, steps: int, space: Space) -> SamplerConfig:
     """Ask `trial` for one point of `space` (only the parameters that act on this point) → SamplerConfig."""
     if steps != space.steps:
         raise ValueError(f"the space was built for {space.steps} steps, not {steps}")
-    d = space.dims
-    final = _suggest(trial, "final", d["final"])
-    epsilon = sigma_min = None
-    if final == "residual":
-        epsilon = _suggest(trial, "epsilon", d["epsilon"])
-    elif steps > 1:  # one zero-ending step jumps from σ_max straight to 0
-        sigma_min = _suggest(trial, "sigma_min", d["sigma_min"])
-        if sigma_min == space.sigma_min:  # the low end is the model's own σ_min: the classic grid, stored as None
-            sigma_min = None
-    shaped, max_order = acting(final, steps)
-    spacing, rho = "time", 1.2
-    if shaped:
-        spacing = _suggest(trial, "spacing", d["spacing"])
-        rho = _suggest(trial, "rho_time", d["rho_time"]) if spacing == "time" else \
-            _suggest(trial, "rho_karras", d["rho_karras"])
-    order = _suggest(trial, "order", d["order"], high=max_order) if max_order > 1 else 1
-    freeu: tuple[FreeUWindow, ...] = ()
-    mapping = d["freeu_mapping"].fixed if d["freeu_mapping"].fixed is not None else "reference"
-    if _suggest(trial, "freeu", d["freeu"]) == "on":
-        start = _suggest(trial, "freeu_start", d["freeu_start"])
-        end = _suggest(trial, "freeu_end", d["freeu_end"], low=start + 1)
-        factors = {f.removeprefix("freeu_"): float(_suggest(trial, f, d[f])) for f in FACTORS}
-        freeu = (FreeUWindow(int(start), int(end), **factors),)
-        mapping = _suggest(trial, "freeu_mapping", d["freeu_mapping"])
-    guidance = _suggest(trial, "guidance", d["guidance"])
-    return SamplerConfig(steps=steps, spacing=spacing, rho=float(rho), final=final,
-                         epsilon=None if epsilon is None else float(epsilon),
-                         sigma_min=None if sigma_min is None else float(sigma_min), order=int(order), freeu=freeu,
-                         freeu_mapping=mapping, guidance=float(guidance))
+    values: Values = {}
+    for p in DIMENSIONS:
+        if p.acts(values, steps):
+            values[p.name] = _suggest(trial, p, space[p.name], *p.limits(values, steps))
+    return _config(values, space)
 
 
 def baseline_params(config: SamplerConfig, space: Space) -> dict[str, Any]:
@@ -326,27 +266,15 @@ def baseline_params(config: SamplerConfig, space: Space) -> dict[str, Any]:
     """
     if config.steps != space.steps:
         raise NotInSpace(f"config has {config.steps} steps, the space {space.steps}")
-    values: dict[str, Any] = {"final": config.final}
-    shaped, max_order = acting(config.final, config.steps)
-    if config.final == "residual":
-        values["epsilon"] = config.epsilon
-    elif config.steps > 1:
-        values["sigma_min"] = space.sigma_min if config.sigma_min is None else config.sigma_min
-    if shaped:
-        values.update({"spacing": config.spacing, "rho_time" if config.spacing == "time" else "rho_karras": config.rho})
-    if max_order > 1:
-        values["order"] = min(config.order, max_order)  # higher orders act like max_order here
     if len(config.freeu) > 1:
         raise NotInSpace(f"the space has one FreeU window; this config has {len(config.freeu)}")
-    values["freeu"] = "on" if config.freeu else "off"
-    if config.freeu:
-        w = config.freeu[0]
-        values.update(freeu_start=w.start, freeu_end=w.end, freeu_b1=w.b1, freeu_b2=w.b2, freeu_s1=w.s1,
-                      freeu_s2=w.s2, freeu_mapping=config.freeu_mapping)
-    values["guidance"] = config.guidance
+    values: Values = {}
+    for p in DIMENSIONS:
+        if p.acts(values, config.steps):
+            values[p.name] = p.get(config, space)
     params = {}
     for name, v in values.items():
-        dim = space.dims[name]
+        dim = space[name]
         if not dim.contains(v):
             raise NotInSpace(f"{name}={v!r} is outside the space ({dim.describe()})")
         if dim.searched:

@@ -17,6 +17,11 @@ Several `python -m search.run ... --storage postgresql://...` processes (on one 
   (or `fail_stale`) marks it FAIL and `RetryHeartbeatStaleTrialCallback` enqueues a copy (same parameters and
   baseline tags, system attr `failed_trial` = the dead trial's number) that the next free worker runs. Finished
   trials are never touched; a restarted worker simply resumes the study.
+* Killed on SQLite: every run holds a shared lock on `DB.workers.lock` (`WorkerLock`) while it works. A run that
+  starts (under the study lock) and finds no other holder knows that no live process runs a trial of this file,
+  so every RUNNING trial is dead (SIGKILL, power loss): `recover` fails it with a `fail_reason` and enqueues a
+  copy at once, without waiting for the heartbeat grace period. It also retries, once, a trial that was
+  interrupted (Ctrl-C, SIGTERM: failed with the reason "interrupted (...)").
 * SQLite is the single-worker default: `warn_shared_sqlite` says so (stderr) when it sees another live worker on
   the same SQLite study. A journal file storage would allow several processes on one machine, but Optuna's
   journal storage has no heartbeat, so a killed worker's trial would stay RUNNING forever: use PostgreSQL
@@ -33,133 +38,125 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import warnings
-from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Sequence
 
-__all__ = ["DEFAULT_HEARTBEAT", "backend_of", "lock_key", "study_lock", "open_storage", "worker_seed",
-           "fail_stale", "warn_shared_sqlite", "live_workers", "main"]
+__all__ = [
+    "WorkerLock",
+    "check_run_args",
+    "fail_stale",
+    "launch",
+    "live_workers",
+    "main",
+    "recover",
+    "warn_shared_sqlite",
+]
 
-DEFAULT_HEARTBEAT = 30          # seconds between heartbeats of a running trial; grace period = 3x
-GRACE_FACTOR = 3
-LOCK_TIMEOUT = 600.0            # seconds to wait for another worker's study set-up
-
-
-def backend_of(url: str) -> str:
-    """'sqlite', 'postgresql', 'mysql', ... (the SQLAlchemy backend name) of a storage URL."""
-    from search.storage import check_url
-    return check_url(url).get_backend_name()
-
-
-def lock_key(name: str) -> int:
-    """A signed 64-bit advisory-lock key for a name (stable across processes, machines and Python versions)."""
-    return int.from_bytes(hashlib.sha256(f"hpyn:{name}".encode()).digest()[:8], "big", signed=True)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    import fcntl
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"another worker holds {path} for more than {timeout:.0f}s") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def study_lock(url: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold a lock named `name` shared by every process that uses the storage `url` (see the module docstring).
-
-    The lock lives on its own connection (not Optuna's), so Optuna's writes inside the block commit as usual and
-    a waiting worker sees them once it gets the lock."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    from search.storage import check_url
-    parsed = check_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        db = Path(parsed.database).expanduser().resolve()
-        with _file_lock(db.with_name(db.name + ".lock"), timeout):
-            yield
-        return
-    if backend not in ("postgresql", "mysql", "mariadb"):
-        yield   # no portable lock: correct for one worker; use PostgreSQL for many
-        return
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                key = lock_key(name)
-                conn.execute(text(f"SET lock_timeout = {int(timeout * 1000)}"))
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                conn.commit()
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
-            else:
-                lname = f"hpyn:{hashlib.sha256(name.encode()).hexdigest()[:48]}"
-                got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": lname, "t": int(timeout)}).scalar()
-                if got != 1:
-                    raise TimeoutError(f"another worker holds the lock {lname!r} for more than {timeout:.0f}s")
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lname})
-    finally:
-        engine.dispose()
-
-
-def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, retries: int = 1):
-    """`search.storage.get_storage` with heartbeats (grace period 3x) and one retry of a dead worker's trial.
-
-    The first connection to an empty database creates Optuna's tables; with many workers starting at once that
-    runs under the lock, since concurrent `CREATE TABLE`s on PostgreSQL can fail."""
-    from search.storage import get_storage
-    kw = {}
-    if heartbeat:
-        kw = dict(heartbeat_interval=int(heartbeat), grace_period=int(heartbeat) * GRACE_FACTOR,
-                  retry_failed=retries)
-    with study_lock(url, "__schema__"):
-        return get_storage(url, **kw)
-
-
-def worker_seed(seed: int, n_existing: int, worker_index: int) -> int:
-    """The sampler seed of a worker: reproducible for one worker, different for workers that start together."""
-    return seed * 7919 + n_existing + 104_729 * worker_index
+from search.storage import GRACE_FACTOR, backend_of
 
 
 def fail_stale(study) -> list[int]:
-    """Fail the trials of dead workers now (heartbeat older than the grace period); the retry callback re-enqueues
-    them. Returns their numbers. Optuna also does this whenever a worker starts a trial."""
+    """Fail the trials of dead workers now (heartbeat older than the grace period), each with a `fail_reason`,
+    and retry them (the storage's stale-trial callback, search.trials.RetryCallback). Returns their numbers.
+    Optuna also fails stale trials whenever a worker starts a trial (then without a reason on the failed trial;
+    its retried copy has `retry_reason`)."""
+    import copy
+
     import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    storage = study._storage   # (Optuna's cache in front of the RDBStorage)
+    if not is_heartbeat_enabled(storage):
+        return []
+    grace = getattr(getattr(storage, "_backend", storage), "grace_period", None) or \
+        GRACE_FACTOR * storage.get_heartbeat_interval()
+    why = f"its worker died: no heartbeat for {grace}s (killed or lost); retried"
+    failed = []
+    for tid in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(tid, "fail_reason", why)
+            if storage.set_trial_state_values(tid, state=optuna.trial.TrialState.FAIL):
+                failed.append(tid)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass   # another worker failed or finished it meanwhile
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for tid in failed:
+        if callback is not None:
+            callback(study, copy.deepcopy(storage.get_trial(tid)))
+    return sorted(storage.get_trial(tid).number for tid in failed)
+
+
+INTERRUPTED = "interrupted"   # prefix of the fail_reason of a trial stopped by Ctrl-C or SIGTERM (search.trials)
+
+
+class WorkerLock:
+    """On SQLite, a shared lock on `DB.workers.lock` that every running worker holds; `acquire()` (called inside
+    `study_lock`) says whether this process is the only live one. Elsewhere it does nothing and says False."""
+
+    def __init__(self, url: str):
+        from search.storage import sqlite_path
+        db = sqlite_path(url)
+        self.path = db.with_name(db.name + ".workers.lock") if db is not None else None
+        self._file = None
+
+    def acquire(self) -> bool:
+        import fcntl
+        if self.path is None:
+            return False
+        self._file = open(self.path, "a+")  # noqa: SIM115 - held open (and locked) until release()
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)   # held (shared) until release: "a live worker is here"
+        return alone
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()   # closing the file drops the lock (and the kernel drops it when a process dies)
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def recover(study, alone: bool) -> list[str]:
+    """Fail and retry trials that no live process runs; returns a line per trial for the log.
+
+    alone (SQLite, this process holds the only worker lock): every RUNNING trial is dead. Always: a trial that
+    was interrupted (Ctrl-C, SIGTERM) and has not been retried yet is retried once."""
+    import optuna
+
+    from search.trials import retry
     S = optuna.trial.TrialState
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(S.RUNNING,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(S.RUNNING,))}
-    return sorted(before - after - {t.number for t in study.get_trials(deepcopy=False, states=(S.COMPLETE,
-                                                                                              S.PRUNED))})
+    storage, lines = study._storage, []
+    if alone:
+        why = ("its process died while running it (killed: no live process holds the SQLite study's worker "
+               "lock); retried")
+        for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+            try:
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", why)
+                storage.set_trial_state_values(t._trial_id, state=S.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            retry(study, storage.get_trial(t._trial_id), why)
+            lines.append(f"trial {t.number} was RUNNING but {why}")
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
+        reason = str(t.user_attrs.get("fail_reason", ""))
+        if t.state == S.FAIL and reason.startswith(INTERRUPTED) and t.number not in retried \
+                and retry(study, t, f"trial {t.number} was {reason}"):
+            lines.append(f"trial {t.number} was {reason}; retried")
+    return lines
 
 
 def live_workers(study, heartbeat: int | None) -> int:
@@ -216,31 +213,55 @@ def _pump(proc: subprocess.Popen, tag: str) -> None:
         sys.stdout.flush()
 
 
-def launch(run_args: Sequence[str], gpus: Sequence[str] | None = None, cpu_workers: int = 0,
-           stagger: float = 0.0) -> int:
-    """Run one `python -m search.run RUN_ARGS` per GPU (or `cpu_workers` CPU processes); returns the worst rc."""
+def check_run_args(run_args: Sequence[str]) -> None:
+    """The workers' search.run arguments, checked as each worker will check them (before any worker starts)."""
+    from search.options import build_parser, from_args
+    from search.study import prepare
     if "--storage" not in run_args and not any(a.startswith("--storage=") for a in run_args):
         raise ValueError("give the shared study's --storage (postgresql://...): every worker must use the same one")
+    parser = build_parser("python -m search.workers ... --", "", "")
+    parser.exit_on_error = False
+    try:
+        args = parser.parse_args(list(run_args))
+    except argparse.ArgumentError as e:
+        raise ValueError(f"search.run argument: {e}") from None
+    prepare(from_args(args))
+
+
+def launch(run_args: Sequence[str], gpus: Sequence[str] | None = None, cpu_workers: int = 0,
+           stagger: float = 0.0) -> int:
+    """Run one `python -m search.run RUN_ARGS` per GPU (or `cpu_workers` CPU processes); returns the worst rc.
+    Every argument is checked before the first worker starts; if starting one fails, the started ones stop."""
+    if isinstance(cpu_workers, bool) or not isinstance(cpu_workers, int) or not 0 <= cpu_workers <= 1024:
+        raise ValueError(f"--cpu-workers {cpu_workers!r}: give a whole number of worker processes, 0 to 1024")
+    if not isinstance(stagger, (int, float)) or not 0 <= stagger <= 3600:
+        raise ValueError(f"--stagger {stagger!r}: give seconds between worker starts, 0 to 3600")
     slots = [("gpu" + g, {"CUDA_VISIBLE_DEVICES": g}) for g in (gpus or [])]
     slots += [(f"cpu{i}", {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
               for i in range(cpu_workers)]
     if not slots:
         raise ValueError("no workers: give --gpus or --cpu-workers")
-    procs = []
-    for i, (tag, env) in enumerate(slots):
-        if i and stagger:
-            time.sleep(stagger)
-        p = subprocess.Popen([sys.executable, "-u", "-m", "search.run", *run_args], env={**os.environ, **env},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=_pump, args=(p, tag), daemon=True).start()
-        procs.append(p)
+    check_run_args(run_args)
+    procs: list[subprocess.Popen] = []
     try:
+        for i, (tag, env) in enumerate(slots):
+            if i and stagger:
+                time.sleep(stagger)
+            p = subprocess.Popen([sys.executable, "-u", "-m", "search.run", *run_args], env={**os.environ, **env},
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            threading.Thread(target=_pump, args=(p, tag), daemon=True).start()
+            procs.append(p)
         rcs = [p.wait() for p in procs]
-    except KeyboardInterrupt:
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failed start: stop every worker as on Ctrl-C (each marks its trial FAIL, keeps the
+        # finished ones), so none is left orphaned
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGINT)
         rcs = [p.wait() for p in procs]
+        if not procs:
+            raise
+        return max(rcs, key=abs) or 130
     return max(rcs, key=abs)
 
 
@@ -264,6 +285,9 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted before any worker started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def ray_factory(sleep: float = 0.0):
     """For --backend ray in tests: `factory(prep) -> (model, evaluator)` run once in each Ray worker process."""
     def factory(prep):
         import torch
+
         from hpyn.models import load_model
         torch.set_num_threads(1)
         return load_model(prep.opts.model, device="cpu"), PixelEvaluator(prep.opts.reference, sleep=sleep)
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(a.threads)
     from hpyn.models import load_model
-    from search.run import RunOptions, run_study
+    from search.options import RunOptions
+    from search.run import run_study
 
     opts = RunOptions(model=a.model, steps=a.steps, study=a.study, storage=a.storage, trials=a.trials,
                       prompts="builtin", reference=a.reference, rungs=a.rungs, guidance=5.0, seed=a.seed,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 import scale_helpers
 from scale_helpers import make_reference
 
@@ -34,7 +33,8 @@ def ray_cluster():
 
 def test_ray_backend_records_early_stopped_trials_as_pruned(ray_cluster, tiny_pipeline_dir, tmp_path, monkeypatch):
     from search.export import export_study
-    from search.run import RunOptions, run_study
+    from search.options import RunOptions
+    from search.run import run_study
     monkeypatch.setenv("HPYN_RAY_RESULTS", str(tmp_path / "ray_results"))
     ref = make_reference(tmp_path / "ref.npz")
     url = f"sqlite:///{tmp_path}/study.db"

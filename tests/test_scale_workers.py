@@ -17,7 +17,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from pgserver import postgres_server
 from scale_helpers import make_reference
 
@@ -53,13 +52,15 @@ def worker(setup, url, study, trials, sleep=0.0, **kw):
 
 def trial_numbers(out: str) -> set[int]:
     import re
-    return {int(m) for m in re.findall(r"^\[trial (\d+)", out, re.M)}
+    return {int(m) for m in re.findall(r"^\[trial (\d+)", out, re.MULTILINE)}
 
 
 def local_worker(setup, model, url, study, trials, sleep=0.0, seed=0, log=None):
     """A worker in this process (the test's own interpreter, model already loaded): the same run_study."""
     from scale_helpers import PixelEvaluator
-    from search.run import RunOptions, run_study
+
+    from search.options import RunOptions
+    from search.run import run_study
     opts = RunOptions(model=setup["model"], steps=3, study=study, storage=url, trials=trials, prompts="builtin",
                       reference=setup["ref"], rungs="4,8", guidance=5.0, seed=seed, metrics=("fid",), clip="none",
                       device="cpu", batch_size=8, heartbeat=1, startup_trials=4, artifacts=str(setup["tmp"] / "art"))
@@ -83,10 +84,11 @@ def wait_for(url, study_name, cond, timeout=90, proc=None):
 
 
 def test_workers_racing_on_a_new_study_enqueue_the_baselines_once(setup, pg_url):
-    from search.run import RunOptions, enqueue_baselines, open_study, prepare
-    from search.workers import open_storage, study_lock
-    opts = dict(model=setup["model"], steps=3, study="race", storage=pg_url, prompts="builtin", reference=setup["ref"],
-                rungs="4,8", guidance=5.0, metrics=("fid",), clip="none", heartbeat=1)
+    from search.options import RunOptions
+    from search.storage import open_storage, study_lock
+    from search.study import enqueue_baselines, open_study, prepare
+    opts = {"model": setup["model"], "steps": 3, "study": "race", "storage": pg_url, "prompts": "builtin", "reference": setup["ref"],
+                "rungs": "4,8", "guidance": 5.0, "metrics": ("fid",), "clip": "none", "heartbeat": 1}
     preps = [prepare(RunOptions(**opts)) for _ in range(4)]
     storages = [open_storage(pg_url, 1) for _ in range(4)]   # one connection pool each, like separate processes
     barrier, errors = threading.Barrier(4), []
@@ -187,7 +189,7 @@ def test_two_workers_share_a_study_and_a_sigkilled_worker_loses_nothing(setup, p
 
 
 def test_study_lock_is_exclusive_across_connections(pg_url):
-    from search.workers import study_lock
+    from search.storage import study_lock
     inside, overlaps = [], []
 
     def hold(i):
@@ -209,7 +211,8 @@ def test_study_lock_is_exclusive_across_connections(pg_url):
 
 
 def test_sqlite_with_two_workers_warns(tmp_path, capsys):
-    from search.workers import open_storage, warn_shared_sqlite
+    from search.storage import open_storage
+    from search.workers import warn_shared_sqlite
     url = f"sqlite:///{tmp_path}/s.db"
     study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=5))
     assert not warn_shared_sqlite(url, study, 5)
@@ -228,4 +231,5 @@ def test_launcher_checks_its_arguments(capsys, monkeypatch):
     assert workers.main(["--cpu-workers", "2", "--", "--model", "toy", "--steps", "5"]) == 2
     assert "--storage" in capsys.readouterr().err
     assert workers._gpu_ids("0, 2") == ["0", "2"]
-    assert workers.lock_key("toy-5") == workers.lock_key("toy-5") != workers.lock_key("toy-6")
+    from search.storage import lock_key
+    assert lock_key("toy-5") == lock_key("toy-5") != lock_key("toy-6")

@@ -21,7 +21,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NU
 
 
 def sh(*args, timeout=300):
-    p = subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout,
+                       check=False)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -32,11 +33,11 @@ def tiny_clip(folder: Path) -> Path:
 
     from hpyn.toy.tokenizer import write_clip_tokenizer
     torch.manual_seed(0)
-    text = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=77, projection_dim=16, bos_token_id=49406, eos_token_id=49407,
-                pad_token_id=49407)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=16,
-                  patch_size=4, projection_dim=16)
+    text = {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "max_position_embeddings": 77, "projection_dim": 16, "bos_token_id": 49406, "eos_token_id": 49407,
+                "pad_token_id": 49407}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 16,
+                  "patch_size": 4, "projection_dim": 16}
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
     write_clip_tokenizer(folder)
     return folder

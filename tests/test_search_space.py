@@ -4,14 +4,24 @@ points of the space and reproduce the paper's σ arrays, space files are checked
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
 
-from hpyn.config import PRESET_DIR, classic_setting, paper_setting
-from search.space import (PARAMS, NotInSpace, acting, baseline_params, default_space, load_space,
-                          suggest_config)
+from hpyn.presets import classic_setting, paper_setting, preset_document, published
+from search.space import (
+    PARAMS,
+    NotInSpace,
+    acting,
+    baseline_params,
+    default_space,
+    load_space,
+    suggest_config,
+)
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "studies" / "spaces"
 
 STEPS = 5
 BASE = {"final": "residual", "epsilon": 0.13198213, "spacing": "time", "rho_time": 1.2, "order": 1,
@@ -118,7 +128,7 @@ def test_optuna_samples_the_space_without_errors(table):
 
 
 # ---- baselines ----------------------------------------------------------------------------------------------
-PUBLISHED = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+PUBLISHED = [f"{family}-{steps}" for family, steps in published()]
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
@@ -129,8 +139,7 @@ def test_paper_baseline_is_a_point_of_the_space_with_the_papers_sigmas(table, na
     paper, note = paper_setting(family, steps)
     assert note.startswith("published")
     paper = paper.replace(guidance=7.5)
-    expected = torch.tensor(json.loads((PRESET_DIR / f"{name}.json").read_text())["expected_sigmas"],
-                            dtype=torch.float64)
+    expected = torch.tensor(preset_document(family, steps)["expected_sigmas"], dtype=torch.float64)
     try:
         params = baseline_params(paper, space)
     except NotInSpace:  # SDXL 6-step: two FreeU windows, run as a fixed config
@@ -197,6 +206,5 @@ def test_missing_or_broken_space_file(table, tmp_path):
 
 @pytest.mark.parametrize("name", ["paper-family", "classic-family", "with-guidance"])
 def test_shipped_example_spaces_load(table, name):
-    from hpyn.config import PRESET_DIR
-    space = load_space(str(PRESET_DIR.parent / "spaces" / f"{name}.json"), table, 6)
+    space = load_space(str(SPACES_DIR / f"{name}.json"), table, 6)
     assert space.steps == 6

@@ -12,12 +12,15 @@ import optuna
 import pytest
 import torch
 
-from hpyn.config import SamplerConfig
-from hpyn.presets import classic_setting, paper_setting
+from hpyn.config import SCHEMA_VERSION, SamplerConfig
 from hpyn.noise import NoiseTable
+from hpyn.presets import classic_setting, paper_setting
 from search import run as run_mod
-from search.export import export_study, main as export_main
-from search.run import RunOptions, open_study, prepare, run_study
+from search.export import export_study
+from search.export import main as export_main
+from search.options import RunOptions
+from search.run import RunFailed, run_study
+from search.study import open_study, prepare
 
 S = optuna.trial.TrialState
 TABLE = NoiseTable.from_betas()
@@ -59,8 +62,8 @@ def env(tmp_path, monkeypatch):
 
     def opts(**kw):
         # a registry model: its noise table needs no download, and the (fake) model is passed in, never loaded
-        base = dict(model="sd15", steps=5, storage=f"sqlite:///{tmp_path}/s.db", trials=4,
-                    prompts="builtin", reference=f"npz:{ref}", rungs=[4, 8], guidance=5.0)
+        base = {"model": "sd15", "steps": 5, "storage": f"sqlite:///{tmp_path}/s.db", "trials": 4,
+                    "prompts": "builtin", "reference": f"npz:{ref}", "rungs": [4, 8], "guidance": 5.0}
         return RunOptions(**{**base, **kw})
     return SimpleNamespace(opts=opts, model=SimpleNamespace(table=TABLE), tmp=tmp_path)
 
@@ -152,7 +155,9 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(env):
 
 
 def test_repeated_failures_stop_the_study_and_export_says_why(env):
-    study = run(env, evaluator=FakeEvaluator(lambda call, fid: math.inf), trials=20)
+    with pytest.raises(RunFailed, match="consecutive failed trials, and the study has no complete trial") as e:
+        run(env, evaluator=FakeEvaluator(lambda call, fid: math.inf), trials=20)
+    study = e.value.study
     assert [t.state for t in study.trials] == [S.FAIL] * run_mod.MAX_CONSECUTIVE_FAILURES
     with pytest.raises(ValueError, match="no complete trial"):
         export_study(env.opts().storage, study.study_name)
@@ -202,7 +207,7 @@ def test_export_round_trip(env, tmp_path):
                         "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     best = study.best_trial
-    assert doc["schema_version"] == 1 and doc["trial"] == best.number and doc["steps"] == 5
+    assert doc["schema_version"] == SCHEMA_VERSION and doc["trial"] == best.number and doc["steps"] == 5
     config = SamplerConfig.load(out)
     assert config == SamplerConfig.from_dict(best.user_attrs["config"])
     assert torch.allclose(config.sigmas(TABLE), torch.tensor(doc["sigmas"], dtype=torch.float64))
