@@ -214,8 +214,8 @@ def test_matches_diffusers_dpmsolver_on_a_karras_grid(toy_pipe):
     ({"schema_version": 99, "config": load_preset("sd15", 5).to_dict()}, "schema_version 99"),
     ({"schema_version": 2, "config": load_preset("sd15", 5).to_dict(),
       "sigmas": [0.132, 0.5, 1.0, 1.96, 4.5, 14.6]}, r"\"sigmas\".*decreasing.*0\.132, 0\.5"),
-    ({"schema_version": 2, "config": {**load_preset("sd15", 5).to_dict(), "solver": "unipc_bh2"}},
-     r"unknown solver 'unipc_bh2'.*dpmpp_1s"),
+    ({"schema_version": 2, "config": {**load_preset("sd15", 5).to_dict(), "solver": "euler_a"}},
+     r"unknown solver 'euler_a'.*dpmpp_1s"),
     ({"schema_version": 2, "config": load_preset("sd15", 5).to_dict(), "sigmas": [14.6, 5.0, 2.0, 1.0, 0.5, 0.2]},
      "differ from its config's grid"),
 ])

@@ -124,7 +124,7 @@ def test_bad_grids_are_rejected(bad):
 
 
 def test_unknown_name_lists_available():
-    with pytest.raises(ValueError, match=r"'dpmpp_4m'.*\['dpmpp_1s', 'dpmpp_2m', 'dpmpp_3m'\]"):
+    with pytest.raises(ValueError, match=r"'dpmpp_4m'.*\['dpmpp_1s', 'dpmpp_2m', 'dpmpp_3m', 'unipc_bh2'\]"):
         get_solver("dpmpp_4m")
     with pytest.raises(ValueError, match="dpmpp_1s"):
         get_solver(2)  # integers were the old keys; names now
