@@ -12,7 +12,8 @@ comfy/samplers.py, comfy/model_sampling.py, comfy/k_diffusion/sampling.py):
   decodes the latent at σ = ε, as the paper does. A zero ending is a list ending in 0.
 * Solvers: hpyn's dpmpp_1s is ComfyUI's "euler" (Euler in σ without churn is DDIM = DPM-Solver++1S) and dpmpp_2m
   is "dpmpp_2m" (the same update, second order also on a last step that ends at ε > 0). dpmpp_3m has no exact
-  counterpart: "dpmpp_3m_sde" at eta = 0 uses the −φ₃ coefficient (see hpyn.solvers.dpmpp_3m).
+  counterpart: "dpmpp_3m_sde" at eta = 0 uses the −φ₃ coefficient (see hpyn.solvers.dpmpp_3m); nor has unipc_bh2
+  ("uni_pc_bh2" is UniPC of order 3).
 
 What ComfyUI cannot express, so its images differ from hpyn's:
 * a FreeU window on some steps: ComfyUI's FreeU node (v1, keyed on channel width as the "reference" mapping)
@@ -37,7 +38,13 @@ from hpyn.solvers import check_sigmas
 __all__ = ["COMFYUI_SAMPLERS", "comfyui_sigmas", "comfyui_recipe", "format_comfyui"]
 
 # hpyn solver → (KSamplerSelect sampler_name, exact?)
-COMFYUI_SAMPLERS = {"dpmpp_1s": ("euler", True), "dpmpp_2m": ("dpmpp_2m", True), "dpmpp_3m": ("dpmpp_3m_sde", False)}
+COMFYUI_SAMPLERS = {"dpmpp_1s": ("euler", True), "dpmpp_2m": ("dpmpp_2m", True), "dpmpp_3m": ("dpmpp_3m_sde", False),
+                    "unipc_bh2": ("uni_pc_bh2", False)}
+_NEAREST = {  # why the nearest ComfyUI sampler differs
+    "dpmpp_3m": "the nearest is 'dpmpp_3m_sde' with eta=0 (SamplerDPMPP_3M_SDE node), whose third-order term differs",
+    "unipc_bh2": "the nearest is 'uni_pc_bh2', which runs UniPC of order 3 (hpyn: 2) and, for a list ending in 0, "
+                 "on a re-interpolated time grid (comfy/extra_samplers/uni_pc.py)",
+}
 
 
 def comfyui_sigmas(sigmas: Sequence[float]) -> str:
@@ -60,8 +67,7 @@ def comfyui_recipe(config: SamplerConfig, sigmas: Sequence[float]) -> dict:
                          f"{sorted(COMFYUI_SAMPLERS)}") from None
     notes = []
     if not exact:
-        notes.append(f"{config.solver}: ComfyUI has no exact equivalent; the nearest is '{sampler}' with eta=0 "
-                     "(SamplerDPMPP_3M_SDE node), whose third-order term differs")
+        notes.append(f"{config.solver}: ComfyUI has no exact equivalent; {_NEAREST[config.solver]}")
     if s[-1] > 0:
         notes.append(f"residual ending: the list ends at ε = {s[-1]:.6g}; VAEDecode decodes that latent, as the "
                      "paper does (nothing to add)")

@@ -2,12 +2,14 @@
 
 Mapping to the paper's symbols (spec B.4):
   steps    n (U-Net calls with CFG batched; the grid has n+1 points)
-  spacing  "time" = Eq. 16/18 power law in timestep space; "karras" = Eq. 15 power law in σ space
+  spacing  "time" = Eq. 16/18 power law in timestep space; "karras" = Eq. 15 power law in σ space; or a published
+           grid that ends in 0 by its own rule (final "zero", no sigma_min, ρ unused): "ays_sd15", "ays_sdxl" (Align
+           Your Steps), "beta" (Beta sampling); see hpyn.schedules
   rho      ρ_t of Eq. 16/18 for "time" (paper: 1.2), ρ of Eq. 15 for "karras" (classic: 7)
   final    "residual": stop at σ_n = epsilon and decode (Eq. 18/19); "zero": σ_min then 0 (classic)
   epsilon  σ_end = σ^K_k(N_out, ρ_out, σ_min, σ_max): the paper's N_out, ρ_out, k act only through it
   sigma_min  last non-zero σ of a "zero" grid (None: the model's σ_min); has no effect on "residual" grids
-  solver   a name in hpyn.solvers.SOLVERS: 'dpmpp_1s' (DPM-Solver++1S = DDIM), 'dpmpp_2m', 'dpmpp_3m'
+  solver   a name in hpyn.solvers.SOLVERS: 'dpmpp_1s' (DPM-Solver++1S = DDIM), 'dpmpp_2m', 'dpmpp_3m', 'unipc_bh2'
   freeu    windows [start, end) of 0-based step indices with FreeU (b1, b2, s1, s2); () = off
 
 JSON schema (SCHEMA_VERSION): 1 named the solver by its integer `order` (1/2/3 = DPM-Solver++ 1S/2M/3M);
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpyn.noise import NoiseTable
-from hpyn.schedules import FINALS, SPACINGS, build
+from hpyn.schedules import FINALS, SPACING_NAMES, ZERO_ENDED, build
 from hpyn.solvers import dpmpp_name, get_solver
 
 __all__ = ["FreeUWindow", "SamplerConfig", "FREEU_MAPPINGS", "SCHEMA_VERSION", "config_from_document"]
@@ -92,11 +94,14 @@ class SamplerConfig:
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an integer ≥ 1, got {self.steps!r}")
-        if self.spacing not in SPACINGS:
-            raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {sorted(SPACINGS)}")
+        if self.spacing not in SPACING_NAMES:
+            raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {sorted(SPACING_NAMES)}")
         _finite("rho", self.rho, positive=True)
         if self.final not in FINALS:
             raise ValueError(f"unknown final {self.final!r}; choose one of {list(FINALS)}")
+        if self.spacing in ZERO_ENDED and self.final != "zero":
+            raise ValueError(f"spacing {self.spacing!r} is a published grid ending in 0: it needs final='zero', "
+                             f"got final={self.final!r}")
         if self.final == "residual":
             if self.epsilon is None:
                 raise ValueError("final='residual' needs epsilon (the σ at which the latent is decoded)")
@@ -109,6 +114,9 @@ class SamplerConfig:
                 raise ValueError(f"epsilon={self.epsilon!r} has no effect with final='zero'; use sigma_min")
             if self.sigma_min is not None:
                 _finite("sigma_min", self.sigma_min, positive=True)
+                if self.spacing in ZERO_ENDED:
+                    raise ValueError(f"sigma_min={self.sigma_min!r} has no effect with spacing {self.spacing!r} "
+                                     "(its last σ's are part of the published grid); leave it unset")
         get_solver(self.solver)  # ValueError listing the solvers that exist
         windows = tuple(w if isinstance(w, FreeUWindow) else FreeUWindow(**w) for w in self.freeu)
         object.__setattr__(self, "freeu", windows)

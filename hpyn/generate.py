@@ -83,6 +83,7 @@ def _config_from_arg(arg: str, model_name: str, steps: int | None) -> SamplerCon
 
 
 def main(argv=None) -> int:
+    from hpyn.presets import PRESETS
     p = argparse.ArgumentParser(
         prog="python -m hpyn.generate", description="Sample images with a sampler config.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
                "  python -m hpyn.generate --model sd15 --config best.json --prompts prompts.txt --seeds 0-99 "
                "--out out/")
     p.add_argument("--model", default="toy", help="registry name, diffusers folder or hub id (default: toy)")
-    p.add_argument("--config", required=True, help="config/export JSON file, or a preset: paper | dpmpp2m-karras")
+    p.add_argument("--config", required=True,
+                   help=f"config/export JSON file, or a preset: {' | '.join(PRESETS)} (hpyn.presets.PRESET_INFO)")
     p.add_argument("--steps", type=int, help="steps for a preset")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt", action="append", help="a prompt (repeatable)")

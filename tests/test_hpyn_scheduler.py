@@ -16,7 +16,7 @@ import torch
 import hpyn
 from hpyn.config import FreeUWindow, SamplerConfig
 from hpyn.generate import generate, initial_noise
-from hpyn.presets import classic_setting, load_preset
+from hpyn.presets import ays_setting, classic_setting, load_preset, unipc_karras_setting
 from hpyn.scheduler import HpynScheduler
 from hpyn.solvers import get_solver
 
@@ -29,6 +29,8 @@ CONFIGS = {  # the toy shares SD's betas, so the SD1.5/SDXL published settings a
     "classic-2m-5": classic_setting(5, 3.0),                # 2M, Karras grid, ending at 0
     "3m-residual": SamplerConfig(steps=4, rho=1.5, epsilon=0.1, solver="dpmpp_3m", guidance=4.0,
                                  freeu=(FreeUWindow(1, 3, 1.2, 1.3, 0.8, 0.5),), freeu_mapping="diffusers"),
+    "unipc-karras-5": unipc_karras_setting(5, 3.0),         # UniPC's corrector through the scheduler's step()
+    "ays-sd15-5": ays_setting(None, 5, 3.0),                # a published grid ending in 0
 }
 
 

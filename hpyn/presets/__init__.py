@@ -1,4 +1,5 @@
-"""Named settings, shipped with the package: the paper's published settings and the classic DPM++2M-Karras.
+"""Named settings, shipped with the package: the paper's published settings and the samplers users pick today
+(DPM++2M-Karras, Align Your Steps, Beta sampling, UniPC-Karras); `PRESET_INFO` describes each in one line.
 
 The published settings (spec B.2/D.3) are JSON documents in `hpyn/presets/paper/{family}-{steps}.json`, read
 through importlib.resources so they are found in an installed wheel as in a source checkout. Each holds the
@@ -14,9 +15,18 @@ from importlib import resources
 from hpyn.config import SamplerConfig, config_from_document
 from hpyn.solvers import dpmpp_name
 
-__all__ = ["PRESETS", "preset", "load_preset", "preset_document", "published", "paper_setting", "classic_setting"]
+__all__ = ["PRESETS", "PRESET_INFO", "preset", "load_preset", "preset_document", "published", "paper_setting",
+           "classic_setting", "ays_setting", "beta_setting", "unipc_karras_setting"]
 
-PRESETS = ("paper", "dpmpp2m-karras")
+PRESET_INFO = {
+    "paper": "the paper's published setting for the model family and step count (or its stated rule)",
+    "dpmpp2m-karras": "DPM-Solver++2M on Karras σ's (ρ = 7) down to the model's σ_min, then 0",
+    "ays": "Align Your Steps σ's (SD1.5 table; SDXL's for SDXL), log-linearly interpolated to the step count, "
+           "DPM-Solver++2M",
+    "beta": "Beta sampling (α = β = 0.6, ComfyUI's 'beta' scheduler) with DPM-Solver++2M",
+    "unipc-karras": "UniPC-bh2 (predictor order 2 + corrector) on Karras σ's (ρ = 7), then 0",
+}
+PRESETS = tuple(PRESET_INFO)
 
 
 def _paper_dir():
@@ -82,10 +92,35 @@ def classic_setting(steps: int, guidance: float = 7.5) -> SamplerConfig:
                          solver=dpmpp_name(2 if steps > 1 else 1), guidance=guidance)
 
 
+def ays_setting(family: str | None, steps: int, guidance: float = 7.5) -> SamplerConfig:
+    """Align Your Steps: the SDXL table for the 'sdxl' family, else SD1.5's (models with SD's noise schedule, e.g.
+    the toy), with DPM-Solver++2M as the authors' how-to runs it (diffusers' DPMSolverMultistepScheduler)."""
+    return SamplerConfig(steps=steps, spacing="ays_sdxl" if family == "sdxl" else "ays_sd15", final="zero",
+                         solver=dpmpp_name(2 if steps > 1 else 1), guidance=guidance)
+
+
+def beta_setting(steps: int, guidance: float = 7.5) -> SamplerConfig:
+    """Beta sampling (Lee et al. 2024, α = β = 0.6; hpyn.schedules.beta_sampling) with DPM-Solver++2M."""
+    return SamplerConfig(steps=steps, spacing="beta", final="zero", solver=dpmpp_name(2 if steps > 1 else 1),
+                         guidance=guidance)
+
+
+def unipc_karras_setting(steps: int, guidance: float = 7.5) -> SamplerConfig:
+    """UniPC-bh2 on the classic Karras grid: diffusers' UniPCMultistepScheduler(use_karras_sigmas=True) defaults
+    (fractional rather than rounded U-Net timesteps)."""
+    return SamplerConfig(steps=steps, spacing="karras", rho=7.0, final="zero", solver="unipc_bh2", guidance=guidance)
+
+
 def preset(name: str, family: str | None, steps: int) -> SamplerConfig:
-    """A named setting: 'paper' (paper_setting) or 'dpmpp2m-karras' (classic_setting)."""
+    """A named setting (PRESETS; PRESET_INFO says what each is), at guidance 7.5."""
     if name == "paper":
         return paper_setting(family, steps)[0]
     if name == "dpmpp2m-karras":
         return classic_setting(steps)
+    if name == "ays":
+        return ays_setting(family, steps)
+    if name == "beta":
+        return beta_setting(steps)
+    if name == "unipc-karras":
+        return unipc_karras_setting(steps)
     raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)} or give a JSON file")
