@@ -82,6 +82,10 @@ def comfyui_recipe(config: SamplerConfig, sigmas: Sequence[float]) -> dict:
         windows = ", ".join(f"steps [{w.start}, {w.end}) b=({w.b1}, {w.b2}) s=({w.s1}, {w.s2})" for w in config.freeu)
         notes.append(f"FreeU window ({windows}) cannot be expressed: ComfyUI's FreeU node acts on every step; "
                      "splitting the run with SplitSigmas restarts a multistep solver's history")
+    if config.guidance_interval is not None and config.guidance != 1:
+        lo, hi = config.guidance_interval
+        notes.append(f"guidance interval: CFG only for {lo:.6g} < σ ≤ {hi:.6g}, the conditional prediction alone "
+                     "elsewhere; CFGGuider applies cfg on every step, so this needs a guider that switches by σ")
     notes.append("ComfyUI gives the U-Net the nearest integer timestep, not hpyn's fractional t(σ), and scales "
                  "the initial noise by sqrt(1+σ_0²) when σ_0 = σ_max: images are close to hpyn's, not identical")
     return {"sigmas": comfyui_sigmas(s), "sampler_name": sampler, "exact_sampler": exact, "cfg": config.guidance,

@@ -11,6 +11,8 @@ Mapping to the paper's symbols (spec B.4):
   sigma_min  last non-zero σ of a "zero" grid (None: the model's σ_min); has no effect on "residual" grids
   solver   a name in hpyn.solvers.SOLVERS: 'dpmpp_1s' (DPM-Solver++1S = DDIM), 'dpmpp_2m', 'dpmpp_3m', 'unipc_bh2'
   freeu    windows [start, end) of 0-based step indices with FreeU (b1, b2, s1, s2); () = off
+  guidance_interval  (σ_lo, σ_hi): classifier-free guidance only where σ_lo < σ ≤ σ_hi (Kynkäänniemi et al. 2024),
+           elsewhere the conditional prediction alone (one U-Net batch, not two); None = guidance on every step
 
 JSON schema (SCHEMA_VERSION): 1 named the solver by its integer `order` (1/2/3 = DPM-Solver++ 1S/2M/3M);
 2 names it (`solver`). `from_dict` converts a version-1 `order` on read. The published presets are package data
@@ -90,6 +92,7 @@ class SamplerConfig:
     freeu: tuple[FreeUWindow, ...] = field(default_factory=tuple)
     freeu_mapping: str = "reference"
     guidance: float = 7.5
+    guidance_interval: tuple[float, float] | None = None
 
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -129,6 +132,15 @@ class SamplerConfig:
         if self.freeu_mapping not in FREEU_MAPPINGS:
             raise ValueError(f"unknown freeu_mapping {self.freeu_mapping!r}; choose one of {list(FREEU_MAPPINGS)}")
         _finite("guidance", self.guidance, nonneg=True)
+        if self.guidance_interval is not None:
+            gi = self.guidance_interval
+            if isinstance(gi, (str, bytes)) or not hasattr(gi, "__len__") or len(gi) != 2:
+                raise ValueError(f"guidance_interval must be (σ_lo, σ_hi) or None, got {gi!r}")
+            _finite("guidance_interval σ_lo", gi[0], nonneg=True)
+            _finite("guidance_interval σ_hi", gi[1], positive=True)
+            if not gi[0] < gi[1]:
+                raise ValueError(f"guidance_interval (σ_lo, σ_hi) needs σ_lo < σ_hi, got {tuple(gi)!r}")
+            object.__setattr__(self, "guidance_interval", (float(gi[0]), float(gi[1])))
 
     @property
     def order(self) -> int:
@@ -151,6 +163,13 @@ class SamplerConfig:
         return build(table, self.steps, spacing=self.spacing, rho=self.rho, final=self.final,
                      epsilon=self.epsilon, sigma_min=self.sigma_min)
 
+    def guided_at(self, sigma: float) -> bool:
+        """Whether classifier-free guidance applies at noise level σ: σ_lo < σ ≤ σ_hi, or always without an interval."""
+        if self.guidance_interval is None:
+            return True
+        lo, hi = self.guidance_interval
+        return lo < sigma <= hi
+
     def freeu_at(self, step: int) -> tuple[float, float, float, float] | None:
         """FreeU factors active at solver step `step`, or None when FreeU is off there."""
         for w in self.freeu:
@@ -162,6 +181,10 @@ class SamplerConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["freeu"] = [dataclasses.asdict(w) for w in self.freeu]
+        if self.guidance_interval is None:
+            del d["guidance_interval"]  # optional: a config without it reads and writes as before
+        else:
+            d["guidance_interval"] = list(self.guidance_interval)
         return d
 
     @classmethod

@@ -44,7 +44,8 @@ def generate(model, config: SamplerConfig, prompts: list[str], seeds: list[int],
     try:
         for lo in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="batches"):
             batch = list(prompts[lo:lo + batch_size])
-            denoiser = model.make_denoiser(batch, guidance=config.guidance, resolution=resolution)
+            denoiser = model.make_denoiser(batch, guidance=config.guidance, resolution=resolution,
+                                           guidance_interval=config.guidance_interval)
             x = initial_noise(seeds[lo:lo + batch_size], shape).to(model.device) * float(sigmas[0])
             x = solver(denoiser, x, sigmas, step_hook=step_hook)
             if not torch.isfinite(x).all():

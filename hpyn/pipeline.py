@@ -134,6 +134,9 @@ def apply(pipe, schedule) -> Applied:
         if len(doc_sigmas) != len(ours) or any(not math.isclose(a, b, rel_tol=1e-5) for a, b in zip(doc_sigmas, ours)):
             raise ValueError(f"the document's sigmas {doc_sigmas} differ from its config's grid on this pipeline's "
                              f"noise table {ours}: exported for a model with another noise schedule?")
+    if config.guidance_interval is not None and config.guidance != 1:
+        raise ValueError(f"guidance_interval={config.guidance_interval}: a diffusers pipeline applies guidance on "
+                         "every step, so hpyn.apply cannot run this schedule as found; use hpyn.generate")
     if config.freeu and not hasattr(pipe.unet, "up_blocks"):
         raise ValueError("this schedule uses FreeU windows, which need a UNet with up_blocks; this pipeline's "
                          f"denoiser is a {type(pipe.unet).__name__}")

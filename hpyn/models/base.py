@@ -89,11 +89,13 @@ class Adapter(abc.ABC):
     def encode_prompts(self, model: LoadedModel, prompts: Sequence[str], resolution: int) -> Conditioning:
         """Text embeddings of `prompts` for both CFG branches (spec E: which unconditional embedding)."""
 
-    def make_denoiser(self, model: LoadedModel, cond: Conditioning, guidance: float):
-        """D(x, σ) with batched classifier-free guidance, D = D_u + w·(D_c − D_u)."""
+    def make_denoiser(self, model: LoadedModel, cond: Conditioning, guidance: float,
+                      guidance_interval: tuple[float, float] | None = None):
+        """D(x, σ) with batched classifier-free guidance, D = D_u + w·(D_c − D_u); with a guidance interval
+        (σ_lo, σ_hi] only there, D = D_c (one branch, one batch) elsewhere."""
         return CFGDenoiser(model.unet, model.table, cond.cond, cond.uncond, guidance=guidance,
                            prediction_type=model.prediction_type, added_cond=cond.added,
-                           added_uncond=cond.added_uncond)
+                           added_uncond=cond.added_uncond, guidance_interval=guidance_interval)
 
     def freeu_sites(self, model: LoadedModel, mapping: str) -> list[Site]:
         """Where FreeU acts: the decoder resnets of the UNet's up blocks (spec D.2)."""
@@ -220,10 +222,13 @@ class LoadedModel:
         return self.adapter.encode_prompts(self, list(prompts), resolution or self.resolution)
 
     def make_denoiser(self, prompts: Sequence[str] | Conditioning, *, guidance: float = 7.5,
-                      resolution: int | None = None):
-        """D(x, σ) for a batch of prompts, or of a `Conditioning` from `encode_prompts`."""
+                      resolution: int | None = None, guidance_interval: tuple[float, float] | None = None):
+        """D(x, σ) for a batch of prompts, or of a `Conditioning` from `encode_prompts`; guidance only for
+        σ_lo < σ ≤ σ_hi when `guidance_interval` = (σ_lo, σ_hi) is given."""
         cond = prompts if isinstance(prompts, Conditioning) else self.encode_prompts(prompts, resolution)
-        return self.adapter.make_denoiser(self, cond, guidance)
+        if guidance_interval is None:  # adapters written before the interval existed keep working
+            return self.adapter.make_denoiser(self, cond, guidance)
+        return self.adapter.make_denoiser(self, cond, guidance, guidance_interval=guidance_interval)
 
     def freeu_sites(self, mapping: str = "reference") -> list[Site]:
         return self.adapter.freeu_sites(self, mapping)
