@@ -143,6 +143,8 @@ def check_out(out: str | Path) -> Path:
     if str(out).endswith(os.sep) or out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; give a file name such as {out / 'best.json'}")
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder")
     if not parent.is_dir():
         raise ValueError(f"--out {str(out)!r}: folder {str(parent)!r} does not exist (create it first)")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):

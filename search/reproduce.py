@@ -18,20 +18,69 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["load_schedule", "main", "sample"]
+__all__ = ["load_schedule", "main", "parse_seeds", "sample"]
+
+
+MAX_IMAGES = 10_000
 
 
 def load_schedule(path) -> dict:
-    doc = json.loads(Path(path).read_text())
+    """An export's config, σ grid and timesteps, checked: σ_0 > … > σ_n ≥ 0 finite, one timestep per σ_i > 0."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--export {str(path)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--export {str(path)!r}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--export {str(path)!r} is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):   # (a ValueError: a bad file is a bad input, like every other check here)
+        raise ValueError(f"--export {str(path)!r} is not a search export (a JSON object with config, "  # noqa: TRY004
+                         "sigmas, timesteps)")
     missing = [k for k in ("config", "sigmas", "timesteps") if k not in doc]
     if missing:
-        raise ValueError(f"{path} is not a search export (missing {missing})")
+        raise ValueError(f"--export {str(path)!r} is not a search export (missing {missing})")
+    cfg, sigmas, ts = doc["config"], doc["sigmas"], doc["timesteps"]
+    if not isinstance(cfg, dict) or not isinstance(sigmas, list) or not isinstance(ts, list):
+        raise ValueError(f"--export {str(path)!r}: config must be an object, sigmas and timesteps lists")  # noqa: TRY004
+    if len(sigmas) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in sigmas):
+        raise ValueError(f"--export {str(path)!r}: sigmas {sigmas!r} must be at least two finite numbers ≥ 0")
+    rising = [i for i in range(len(sigmas) - 1) if not sigmas[i + 1] < sigmas[i]]
+    if rising:
+        i = rising[0]
+        raise ValueError(f"--export {str(path)!r}: sigmas must decrease (σ_0 > … > σ_n), but σ_{i} = {sigmas[i]} "
+                         f"and σ_{i + 1} = {sigmas[i + 1]}")
+    positive = sum(1 for v in sigmas if v > 0)
+    if len(ts) != positive or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in ts):
+        raise ValueError(f"--export {str(path)!r}: needs one finite timestep per σ > 0 ({positive}), got {ts!r}")
+    g = cfg.get("guidance")
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
+        raise ValueError(f"--export {str(path)!r}: config guidance {g!r} must be a finite number ≥ 0")
+    solver_order(cfg)
     return doc
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3' or '1,5,9' (or both: '0-3,10') → seeds ≥ 0, ranges ascending, at most MAX_IMAGES of them."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        lo, dash, hi = part.partition("-")
+        try:
+            a, b = (int(lo), int(hi)) if dash else (int(part), int(part))
+        except ValueError:
+            raise ValueError(f"--seeds {text!r}: give seeds like 0-3 or 1,5,9 (whole numbers ≥ 0)") from None
+        if a < 0 or b < a:
+            raise ValueError(f"--seeds {text!r}: {part!r} is not an ascending range of seeds ≥ 0")
+        if len(seeds) + b - a + 1 > MAX_IMAGES:
+            raise ValueError(f"--seeds {text!r}: more than {MAX_IMAGES} images")
+        seeds.extend(range(a, b + 1))
+    return seeds
 
 
 DPMPP_ORDERS = {"dpmpp_1s": 1, "dpmpp_2m": 2, "dpmpp_3m": 3}   # hpyn.solvers names → DPM-Solver++ order
@@ -43,6 +92,8 @@ def solver_order(cfg: dict) -> int:
         if cfg["solver"] not in DPMPP_ORDERS:
             raise ValueError(f"solver {cfg['solver']!r}: this short sampler runs {list(DPMPP_ORDERS)}; use hpyn")
         return DPMPP_ORDERS[cfg["solver"]]
+    if cfg.get("order") not in (1, 2, 3):
+        raise ValueError(f"config order {cfg.get('order')!r}: DPM-Solver++ orders are 1, 2, 3")
     return int(cfg["order"])
 
 
@@ -120,19 +171,35 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="diffusers StableDiffusionPipeline folder or hub id")
     p.add_argument("--prompt", required=True, action="append")
     p.add_argument("--seeds", default="0-3", help="a-b or a,b,c")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
     args = p.parse_args(argv)
-    from diffusers import StableDiffusionPipeline
+    try:   # every input is checked before diffusers loads anything
+        schedule = load_schedule(args.export)
+        seeds = parse_seeds(args.seeds)
+        if any(not prompt.strip() for prompt in args.prompt):
+            raise ValueError("--prompt '': give a non-empty prompt")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {args.out!r} is a file; give a folder")
+        if args.model.startswith(("/", ".", "~")) and not Path(args.model).expanduser().is_dir():
+            raise ValueError(f"--model {args.model!r}: no such folder")
+        from diffusers import StableDiffusionPipeline
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(args.model, safety_checker=None,
+                                                           requires_safety_checker=False)
+        except Exception as e:  # noqa: BLE001 - a hub id offline, a folder that is not a pipeline, ...
+            first = next((line for line in str(e).splitlines() if line.strip()), "")
+            raise ValueError(f"--model {args.model!r}: cannot load a StableDiffusionPipeline "
+                             f"({type(e).__name__}: {first})") from None
+        pipe.to("cuda" if torch.cuda.is_available() else "cpu")
+        prompts = [args.prompt[i % len(args.prompt)] for i in range(len(seeds))]
+        images = sample(pipe, schedule, prompts, seeds)
+        out.mkdir(parents=True, exist_ok=True)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from PIL import Image
-    seeds = [s for part in args.seeds.split(",") for s in
-             (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])]
-    prompts = [args.prompt[i % len(args.prompt)] for i in range(len(seeds))]
-    pipe = StableDiffusionPipeline.from_pretrained(args.model, safety_checker=None, requires_safety_checker=False)
-    pipe.to("cuda" if torch.cuda.is_available() else "cpu")
-    images = sample(pipe, load_schedule(args.export), prompts, seeds)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for img, seed in zip(images, seeds):
+    for img, seed in zip(images, seeds, strict=True):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(out / f"{seed:06d}.png")
     print(f"wrote {len(images)} images to {out}/")
     return 0

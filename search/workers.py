@@ -219,12 +219,14 @@ def check_run_args(run_args: Sequence[str]) -> None:
     from search.study import prepare
     if "--storage" not in run_args and not any(a.startswith("--storage=") for a in run_args):
         raise ValueError("give the shared study's --storage (postgresql://...): every worker must use the same one")
-    parser = build_parser("python -m search.workers ... --", "", "")
+    parser = build_parser("python -m search.run", "", "")
     parser.exit_on_error = False
     try:
-        args = parser.parse_args(list(run_args))
+        args, unknown = parser.parse_known_args(list(run_args))
     except argparse.ArgumentError as e:
-        raise ValueError(f"search.run argument: {e}") from None
+        raise ValueError(f"search.run argument {e}") from None
+    if unknown:
+        raise ValueError(f"search.run does not know the argument(s) {' '.join(unknown)} (python -m search.run --help)")
     prepare(from_args(args))
 
 

@@ -99,8 +99,18 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     model = load_model(a.model, device="cpu")
     print(f"worker {os.getpid()} loaded the model in {time.perf_counter() - t:.1f}s", flush=True)
-    run_study(opts, evaluator=PixelEvaluator(a.reference, a.sleep), model=model,
-              log=lambda s: print(s, flush=True))
+    from search.run import RunFailed
+    from search.trials import Interrupted
+    try:   # the exit codes of `python -m search.run`
+        run_study(opts, evaluator=PixelEvaluator(a.reference, a.sleep), model=model,
+                  log=lambda s: print(s, flush=True))
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Interrupted:
+        return 143
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -78,3 +78,14 @@ def test_ray_backend_refuses_what_it_cannot_do(tiny_pipeline_dir, tmp_path, caps
     assert "--backend ray" in capsys.readouterr().err
     assert main(base + ["--max-concurrent", "0"]) == 2
     assert "--max-concurrent" in capsys.readouterr().err
+
+
+def test_sha_and_asha_prune_with_the_same_reduction_factor():
+    pytest.importorskip("ray")
+    from search.ray_tune import make_scheduler
+    from search.study import make_pruner, reduction_factor
+    for rungs, rf in (([50, 120], 2), ([32, 128], 4), ([4, 8, 16], 2), ([64, 256, 1024], 4), ([10, 35], 4)):
+        assert reduction_factor(rungs) == rf
+        assert make_pruner("sha", rungs)._reduction_factor == rf
+        assert make_pruner("hyperband", rungs)._reduction_factor == rf
+        assert make_scheduler(rungs)._reduction_factor == rf

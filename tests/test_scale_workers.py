@@ -170,6 +170,7 @@ def test_two_workers_share_a_study_and_a_sigkilled_worker_loses_nothing(setup, p
     trials = study.get_trials()
     # the killed trial was failed as stale, and a copy of it (same parameters) was retried and finished
     assert trials[victim.number].state == S.FAIL
+    assert "no heartbeat" in trials[victim.number].user_attrs["fail_reason"]   # a failed trial says why
     assert any("their worker died" in line for line in out), out
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state in (S.COMPLETE, S.PRUNED)
@@ -233,3 +234,19 @@ def test_launcher_checks_its_arguments(capsys, monkeypatch):
     assert workers._gpu_ids("0, 2") == ["0", "2"]
     from search.storage import lock_key
     assert lock_key("toy-5") == lock_key("toy-5") != lock_key("toy-6")
+
+
+def test_the_readme_postgresql_url_works_verbatim(setup, pg_url, tiny_model, tmp_path):
+    """`postgresql://user:pw@host/db` (no +driver), as the README writes it: SQLAlchemy 2.1 reads it as psycopg 3,
+    search.storage gives it the installed driver. A run, a resumed run and an export all work with it."""
+    from sqlalchemy.engine import make_url
+
+    from search.export import main as export_main
+    u = make_url(pg_url)
+    readme = f"postgresql://{u.username}:pw@{u.host}:{u.port}/{u.database}"
+    study = local_worker(setup, tiny_model, readme, "readme-url", 3)
+    assert sum(t.state in (S.COMPLETE, S.PRUNED) for t in study.get_trials()) >= 3
+    assert local_worker(setup, tiny_model, readme, "readme-url", 3).study_name == "readme-url"   # resumed
+    out = tmp_path / "best.json"
+    assert export_main(["--storage", readme, "--study", "readme-url", "--out", str(out)]) == 0
+    assert out.is_file()

@@ -208,3 +208,22 @@ def test_missing_or_broken_space_file(table, tmp_path):
 def test_shipped_example_spaces_load(table, name):
     space = load_space(str(SPACES_DIR / f"{name}.json"), table, 6)
     assert space.steps == 6
+
+
+def test_the_docs_table_lists_every_dimension_from_its_definition():
+    import search.space
+    from search.dimensions import DIMENSIONS
+    from search.run import _epilog
+    for doc in (search.space.__doc__, _epilog()):
+        for p in DIMENSIONS:
+            line = next(line for line in doc.splitlines() if line.split()[:1] == [p.name])
+            assert p.where in line and p.default.text in line
+
+
+@pytest.mark.parametrize("doc,match", [
+    ({"rho_time": [1e-300, 1e300]}, "rho_time"), ({"guidance": [0, 1e308]}, "guidance"),
+    ({"rho_karras": [0, 7]}, "rho_karras"), ({"freeu_b1": [1.0, 1e9]}, "freeu_b1"), ({"epsilon": 1e999}, "epsilon"),
+])
+def test_absurd_ranges_are_rejected_with_the_bounds_that_hold(table, doc, match):
+    with pytest.raises(ValueError, match=match):
+        load_space(doc, table, 5)

@@ -264,3 +264,54 @@ def test_bad_input_exits_before_loading_anything(env, monkeypatch, capsys, args,
     assert run_mod.main(argv) == 2
     err = capsys.readouterr().err
     assert bad in err and err.startswith("error:")
+
+
+def test_a_prompt_set_smaller_than_the_samples_is_recycled_with_one_warning(env, capsys):
+    prompts = env.tmp / "two.txt"
+    prompts.write_text("a cat\na dog\n")
+    study = run(env, trials=3, prompts=f"file:{prompts}")
+    err = capsys.readouterr().err
+    assert err.count("recycled") == 1 and "has 2 prompt(s) for 8 samples" in err
+    assert study.user_attrs["hpyn"]["prompts"]["set_size"] == 2
+
+
+def test_a_run_whose_trials_all_fail_exits_non_zero_and_says_why(env, monkeypatch, capsys):
+    # every trial fails, and the run stops at its timeout before 5 consecutive failures: still not the work asked for
+    with pytest.raises(RunFailed, match=r"all \d+ trial\(s\) of this run failed; last fail_reason: .*non-finite"):
+        run(env, evaluator=FakeEvaluator(lambda call, fid: math.nan), trials=20, timeout=0.01)
+    # the command line maps it to exit status 1 with the reason on stderr
+    monkeypatch.setattr(run_mod, "run_study", lambda *a, **k: (_ for _ in ()).throw(RunFailed("every trial failed")))
+    o = env.opts()
+    assert run_mod.main(["--model", "sd15", "--steps", "5", "--storage", o.storage, "--reference", o.reference]) == 1
+    assert capsys.readouterr().err.strip() == "error: every trial failed"
+
+
+@pytest.mark.parametrize("what", ["model", "metrics"])
+def test_a_model_or_metrics_that_cannot_load_leave_no_study_behind(env, monkeypatch, capsys, what):
+    def broken(*a, **k):
+        raise OSError("weights file is truncated")
+    loaded = SimpleNamespace(table=TABLE, device="cpu")
+    monkeypatch.setattr("hpyn.models.load_model", broken if what == "model" else lambda *a, **k: loaded)
+    monkeypatch.setattr(run_mod, "load_evaluator", broken)
+    o = env.opts()
+    assert run_mod.main(["--model", "sd15", "--steps", "5", "--storage", o.storage, "--prompts", "builtin",
+                         "--reference", o.reference, "--rungs", "4,8", "--clip", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "weights file is truncated" in err and ("--model 'sd15'" in err if what == "model" else "metrics" in err)
+    assert not (env.tmp / "s.db").exists()   # nothing written: a correct run later creates the study afresh
+
+
+def test_options_are_frozen_and_resolving_them_returns_new_ones(env):
+    import dataclasses
+
+    from search.options import MUST_MATCH, build_parser
+    o = env.opts(trials=None, guidance=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.trials = 3
+    prep = prepare(o)
+    assert o.trials is None and o.guidance is None   # the input is unchanged
+    assert prep.opts.trials == 60 and prep.opts.guidance == 7.5 and prep.opts.rungs == (4, 8)
+    assert set(MUST_MATCH) <= set(prep.attrs)
+    # one flag per field, derived from the dataclass
+    flags = {a.dest for a in build_parser("p", "", "")._actions if a.dest != "help"}
+    assert flags == {f.name for f in dataclasses.fields(RunOptions)}
