@@ -73,7 +73,7 @@ def _files(root: Path) -> set:
     return {(p.relative_to(root), p.stat().st_size if p.is_file() else None) for p in root.rglob("*")}
 
 
-def rejects(main, argv, bad, ws, capsys):
+def rejects(main, argv, bad, ws, capsys, label=""):
     """main(argv) exits 2 with a one-line message naming `bad`, fast, leaving the workspace as it was."""
     before = _files(ws)
     t = time.perf_counter()
@@ -84,7 +84,8 @@ def rejects(main, argv, bad, ws, capsys):
     elapsed = time.perf_counter() - t
     err = capsys.readouterr().err
     with capsys.disabled():
-        print(f"\n  {' '.join(argv)[-90:]:90s} -> rc {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}")
+        last = err.strip().splitlines()[-1] if err.strip() else ""
+        print(f"\n| {main.__module__.removesuffix('.main')} | `{label}` | {rc} | {last.replace(str(ws), 'WS')} |")
     assert rc == 2, err
     assert bad in err, err
     assert "Traceback" not in err
@@ -134,7 +135,7 @@ def test_search_run_rejects(ws, capsys, args, bad):
             argv[argv.index(k) + 1] = v
         else:
             argv += [k, v]
-    rejects(run_mod.main, argv, bad, ws, capsys)
+    rejects(run_mod.main, argv, bad, ws, capsys, " ".join(args))
 
 
 def test_unreachable_server_message_hides_the_password(ws, capsys):
@@ -160,7 +161,7 @@ EXPORT = [
 def test_search_export_rejects(ws, capsys, args, bad):
     argv = {"--storage": f"sqlite:///{ws}/study.db", "--study": "s", "--out": f"{ws}/best.json"}
     argv.update({args[i]: args[i + 1].replace("WS", str(ws)) for i in range(0, len(args), 2)})
-    rejects(export_mod.main, [x for kv in argv.items() for x in kv], bad, ws, capsys)
+    rejects(export_mod.main, [x for kv in argv.items() for x in kv], bad, ws, capsys, " ".join(args))
 
 
 # ---- search.reproduce ------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def test_search_reproduce_rejects(ws, capsys, args, bad):
     argv = {"--export": f"{ws}/export-good.json", "--model": "some/hub-id", "--prompt": "a cat",
             "--seeds": "0-1", "--out": f"{ws}/out"}
     argv.update({args[i]: args[i + 1].replace("WS", str(ws)) for i in range(0, len(args), 2)})
-    rejects(reproduce_mod.main, [x for kv in argv.items() for x in kv], bad, ws, capsys)
+    rejects(reproduce_mod.main, [x for kv in argv.items() for x in kv], bad, ws, capsys, " ".join(args))
 
 
 def test_reproduce_refuses_a_grid_whose_sigmas_increase(tmp_path):
@@ -212,7 +213,8 @@ WORKERS = [
 
 @pytest.mark.parametrize("args,change,bad", WORKERS, ids=[" ".join(a) + str(c) for a, c, _ in WORKERS])
 def test_search_workers_rejects_before_starting_any_worker(ws, capsys, args, change, bad):
-    rejects(workers_mod.main, [*args, "--", *_run_args(ws, **change)], bad, ws, capsys)
+    label = " ".join(args) + (" -- " + " ".join(f"{k} {v}" for k, v in change.items()) if change else "")
+    rejects(workers_mod.main, [*args, "--", *_run_args(ws, **change)], bad, ws, capsys, label)
 
 
 # ---- search.validate (when it exists) ------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def test_search_validate_rejects(ws, capsys, args, bad):
     validate = pytest.importorskip("search.validate")
     argv = {"--storage": f"sqlite:///{ws}/study.db", "--study": "s"}
     argv.update({args[i]: args[i + 1].replace("WS", str(ws)) for i in range(0, len(args), 2)})
-    rejects(validate.main, [x for kv in argv.items() for x in kv], bad, ws, capsys)
+    rejects(validate.main, [x for kv in argv.items() for x in kv], bad, ws, capsys, " ".join(args))
 
 
 if __name__ == "__main__":
