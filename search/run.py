@@ -123,10 +123,21 @@ def _stop_signals():
 
 
 class _NoInterruptTraceback(logging.Filter):
-    """Optuna logs a failed trial with its traceback; an interruption is said in one line by the run instead."""
+    """Optuna logs a failed trial in two records, the first with its traceback; for an interruption the run says
+    one line instead, so both records of that trial are dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.trial: str | None = None   # "Trial 12" of an interrupted trial whose second record is still to come
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.trial = record.getMessage().split(" failed", 1)[0]
+            return False
+        if self.trial is not None and record.getMessage().startswith(f"{self.trial} failed with value"):
+            self.trial = None
+            return False
+        return True
 
 
 def _loaded(prep: Prepared, model, evaluator, say):

@@ -120,7 +120,7 @@ def test_sigterm_fails_the_running_trial_with_a_reason_and_the_next_run_retries_
     assert victim.state == S.FAIL and victim.user_attrs["fail_reason"] == "interrupted (SIGTERM)"
     said = [line for line in err.splitlines() if "interrupted" in line]
     assert len(said) == 1 and said[0].startswith("interrupted (SIGTERM) after"), err[-3000:]
-    assert "Traceback" not in err and "failed with parameters" not in err, err[-3000:]
+    assert "Traceback" not in err and "failed with" not in err, err[-3000:]   # nor Optuna's two warning lines
     assert retry.user_attrs["retry_reason"] == f"trial {victim.number} was interrupted (SIGTERM)"
     assert f"trial {victim.number} was interrupted (SIGTERM); retried" in log
 
