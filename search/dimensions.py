@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 MAX_ORDER = 3   # DPM-Solver++ 1S / 2M / 3M (hpyn.solvers.dpmpp_name(1..3))
+SOLVER_FAMILIES = {"dpmpp": None, "unipc": "unipc_bh2"}   # family → solver (DPM-Solver++: by `order`)
 
 
 def acting(final: str, steps: int) -> tuple[bool, int]:
@@ -201,6 +202,24 @@ def _shaped(v: Values, n: int) -> bool:
     return acting(v["final"], n)[0]
 
 
+def _multistep(v: Values, n: int) -> bool:
+    # a step after the first that does not jump to 0: where a multistep solver (or UniPC's corrector) differs from 1S
+    return acting(v["final"], n)[1] > 1
+
+
+def _dpmpp(v: Values, n: int) -> bool:
+    return _multistep(v, n) and v.get("solver_family", "dpmpp") == "dpmpp"
+
+
+def _gi_on(v: Values, n: int) -> bool:
+    return v.get("cfg_interval") == "on"
+
+
+def _put_gi_lo(kw, v, space):
+    # asked after cfg_sigma_hi (whose put left it in kw["_gi_hi"]): the pair is the config's guidance_interval
+    kw["guidance_interval"] = (float(v), float(kw.pop("_gi_hi")))
+
+
 _SIGMA_MIN = Sym("model σ_min", lambda c: c.sigma_min)
 _SIGMA_MAX = Sym("model σ_max", lambda c: c.sigma_max)
 _FREEU = {"b1": 1.1, "b2": 1.1, "s1": 0.9, "s2": 0.2}   # the paper's FreeU factors (spec D.3)
@@ -239,7 +258,12 @@ DIMENSIONS: tuple[Param, ...] = (
     Param("rho_karras", "float", "spacing = karras", lambda v, n: _shaped(v, n) and v["spacing"] == "karras",
           Range(1.0, 10.0), "ρ (Karras)", "Karras ρ; classic 7",
           valid=(0.1, 50.0, False, False), put=_kw("rho", float), get=lambda c, s: c.rho),
-    Param("order", "int", "an earlier step that does not jump to 0", lambda v, n: acting(v["final"], n)[1] > 1,
+    Param("solver_family", "choice", "an earlier step that does not jump to 0", _multistep, Fixed("dpmpp"), "",
+          "dpmpp: DPM-Solver++ of order k (below); unipc: UniPC-bh2, predictor order 2 with the corrector UniC "
+          "(solver unipc_bh2)", choices=tuple(SOLVER_FAMILIES), full=Choices(tuple(SOLVER_FAMILIES)),
+          put=lambda kw, v, s: kw.update(solver=SOLVER_FAMILIES[v]) if SOLVER_FAMILIES[v] else None,
+          get=lambda c, s: next((f for f, name in SOLVER_FAMILIES.items() if name == c.solver), "dpmpp")),
+    Param("order", "int", "solver_family = dpmpp", _dpmpp,
           Range(1, Sym("min(3, steps)", lambda c: min(MAX_ORDER, c.steps)), single_fixed=True), "k",
           "DPM-Solver++ 1S (DDIM) / 2M / 3M (solver dpmpp_1s / dpmpp_2m / dpmpp_3m)",
           valid=(1, Sym("min(3, steps)", lambda c: min(MAX_ORDER, c.steps)), False, False),
@@ -263,6 +287,21 @@ DIMENSIONS: tuple[Param, ...] = (
     Param("guidance", "float", "always", lambda v, n: True, Fixed(Sym("--guidance", lambda c: c.guidance)), "w",
           "CFG scale; give a range in a space file to search it", valid=(0.0, 100.0, False, False),
           put=_kw("guidance", float), get=lambda c, s: c.guidance),
+    Param("cfg_interval", "choice", "guidance ≠ 1", lambda v, n: v["guidance"] != 1, Fixed("off"), "",
+          "on: guidance only for σ_lo < σ ≤ σ_hi, the conditional prediction alone (one U-Net batch, not two) "
+          "elsewhere (Kynkäänniemi et al. 2024); off: every step (the paper)", choices=("off", "on"),
+          full=Choices(("off", "on")), put=lambda kw, v, s: None,
+          get=lambda c, s: "off" if c.guidance_interval is None else "on"),
+    Param("cfg_sigma_hi", "float", "cfg_interval = on", _gi_on,
+          Range(Sym("min(0.5, model σ_max)", lambda c: min(0.5, c.sigma_max)), _SIGMA_MAX, log=True), "σ_hi",
+          "upper end of the guidance interval; model σ_max = no upper cut", valid=(0.0, _SIGMA_MAX, True, False),
+          put=_kw("_gi_hi", float), get=lambda c, s: c.guidance_interval[1]),
+    Param("cfg_sigma_lo", "float", "cfg_interval = on", _gi_on,
+          Range(Sym("model σ_min/2", lambda c: c.sigma_min / 2), Sym("min(2, model σ_max/4)",
+                                                                    lambda c: min(2.0, c.sigma_max / 4)), log=True),
+          "σ_lo", "lower end (open) of the guidance interval, below σ_hi; under model σ_min = no lower cut",
+          valid=(0.0, _SIGMA_MAX, False, True), limits=lambda v, n: (None, v["cfg_sigma_hi"] / 1.01),
+          put=_put_gi_lo, get=lambda c, s: c.guidance_interval[0]),
 )
 BY_NAME = {p.name: p for p in DIMENSIONS}
 PARAMS = tuple(BY_NAME)

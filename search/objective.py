@@ -227,8 +227,9 @@ class Objective:
         desc = (f"{config.spacing} ρ={config.rho:.3g} {config.final} "
                 + (f"ε={config.epsilon:.3g}" if config.final == "residual" else
                    f"σmin={'model' if config.sigma_min is None else format(config.sigma_min, '.3g')}")
-                + f" o{config.order}" + (f" freeu[{config.freeu[0].start},{config.freeu[0].end})" if config.freeu
-                                          else ""))
+                + (f" o{config.order}" if config.solver.startswith("dpmpp") else f" {config.solver}")
+                + (f" freeu[{config.freeu[0].start},{config.freeu[0].end})" if config.freeu else "")
+                + (" cfg({:.3g},{:.3g}]".format(*config.guidance_interval) if config.guidance_interval else ""))
         tail = {"pruned": "  → pruned", "done": "", "rung": ""}[state]
         self._say(f"{head} {format_metrics(row)} | best@{row['n']} {best:.3f} (#{who}) | "
                   f"{row['generate_s'] + row['metrics_s']:.1f}s | {desc}{tail}")

@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hpyn.presets import PRESETS
 from objectives.metrics import STAGES
 
 __all__ = [
     "BACKENDS",
+    "BASELINES",
     "MAX_SAMPLES",
     "MAX_STEPS",
     "METRIC_GROUPS",
@@ -45,6 +47,7 @@ OBJECTIVES = ("fid", "fid+clip")
 PRUNERS = ("sha", "hyperband", "median", "none")
 BACKENDS = ("local", "ray")
 METRIC_GROUPS = STAGES   # the stages objectives.evaluate.Evaluator computes (its `metrics`): fid, kid, clip, prd
+BASELINES = ("paper", *(p for p in PRESETS if p != "paper"))   # the paper's setting, then the presets users pick
 MIN_RUNG = 2           # KID (and a covariance) need at least two samples
 MAX_SAMPLES = 100_000  # the largest rung: FID-50k is the largest sample size in common use; twice that is absurd
 MAX_STEPS = 1000       # the DDPM training grid has 1000 timesteps
@@ -125,6 +128,8 @@ class RunOptions:
     clip: str = opt("auto", "CLIP model for CLIP score: auto | none | toy | open_clip:NAME/TAG | hf:ID | FOLDER",
                     match=True)
     metrics: tuple[str, ...] = opt(METRIC_GROUPS, "metrics to compute (default fid,kid,clip,prd)", match=True)
+    baselines: tuple[str, ...] = opt(BASELINES, f"baselines enqueued once each (default {','.join(BASELINES)}: "
+                                                "hpyn.presets; AYS only on SD's noise schedule)")
     device: str | None = opt(None, "torch device (default cuda if available)")
     batch_size: int | None = opt(None, "images per generation batch")
     n_reference: int | None = opt(None, "use the first N reference images (default 500 for toy, all otherwise; "
@@ -149,6 +154,7 @@ class RunOptions:
         if self.rungs is not None:
             set_("rungs", parse_rungs(self.rungs))
         set_("metrics", _names(self.metrics))
+        set_("baselines", _names(self.baselines))
         if self.heartbeat == 0:
             set_("heartbeat", None)      # 0 switches heartbeats off
         _check(self)
@@ -217,10 +223,16 @@ def _check(o: RunOptions) -> None:
     _int(o, "max_concurrent", 1)
     if not isinstance(o.quiet, bool):
         raise _bad("quiet", o.quiet, "must be True or False")
+    bad = [b for b in o.baselines if b not in BASELINES]
+    if bad or len(set(o.baselines)) != len(o.baselines):
+        raise ValueError(f"--baselines {','.join(o.baselines)!r}: choose each at most once from "
+                         f"{','.join(BASELINES)}" + (f"; unknown: {','.join(bad)}" if bad else ""))
     bad = sorted(set(o.metrics) - set(METRIC_GROUPS))
     if bad or "fid" not in o.metrics:
         raise ValueError(f"--metrics {','.join(o.metrics)!r}: choose from {','.join(METRIC_GROUPS)} (fid is "
                          "required)" + (f"; unknown: {','.join(bad)}" if bad else ""))
+    if o.clip_margin is not None and "paper" not in o.baselines:
+        raise ValueError("--clip-margin measures CLIP against the paper baseline: keep 'paper' in --baselines")
     if o.clip_margin is not None and o.objective != "fid":
         raise ValueError("--clip-margin applies to --objective fid (with fid+clip, CLIP is an objective)")
     if o.objective == "fid+clip" and ("clip" not in o.metrics or o.clip == "none"):

@@ -5,9 +5,9 @@ options (search.options), the model's name and noise table, the device, the CLIP
 prompt and reference sets, the search space. It returns a frozen `Prepared`, with the study's settings (`attrs`,
 recorded in the study and compared on resume) and the warnings a risky but valid input deserves. The rest makes
 the study: its storage, TPE sampler, pruner (one reduction-factor rule for Optuna's SHA/Hyperband and Ray's ASHA),
-the baselines (the paper's setting and classic DPM++2M-Karras), and `open_study`, which creates the study or loads
-it and refuses one made with other settings. A study is only created after every check passed and the model and
-the metrics loaded (see search.run).
+the baselines (the paper's setting and the presets users pick: DPM++2M-Karras, AYS, Beta, UniPC-Karras), and
+`open_study`, which creates the study or loads it and refuses one made with other settings. A study is only
+created after every check passed and the model and the metrics loaded (see search.run).
 """
 
 from __future__ import annotations
@@ -224,16 +224,32 @@ def make_sampler(opts: RunOptions, n_existing: int, worker_index: int = 0):
 
 # ---- baselines ---------------------------------------------------------------------------------------------
 def baselines(prep: Prepared) -> list[tuple[str, Any, str]]:
-    """(name, config, note): the paper's setting for this model and step count, and classic DPM++2M-Karras."""
-    from hpyn.presets import classic_setting, paper_setting
-    g = prep.opts.guidance
-    paper, note = paper_setting(prep.spec.family, prep.opts.steps)
+    """(name, config, note): the paper's setting for this model and step count, and the samplers users pick
+    (hpyn.presets: DPM++2M-Karras, Align Your Steps, Beta sampling, UniPC-Karras), all at the study's guidance.
+    AYS only where its published σ's fit the model's noise schedule (SD's, e.g. the toy)."""
+    from hpyn.presets import (
+        PRESET_INFO,
+        ays_setting,
+        beta_setting,
+        classic_setting,
+        paper_setting,
+        unipc_karras_setting,
+    )
+    g, n = prep.opts.guidance, prep.opts.steps
+    paper, note = paper_setting(prep.spec.family, n)
     note += f"; guidance {g} (the study's, for all trials)"
     if prep.spec.family is None:
         note += "; model family unknown: SD1.5's settings (σ grids are model-agnostic)"
-    return [("paper", paper.replace(guidance=g), note),
-            ("dpmpp2m-karras", classic_setting(prep.opts.steps, g),
-             f"DPM-Solver++2M, Karras ρ=7 σ grid to the model's σ_min then 0, guidance {g}")]
+    out = [("paper", paper.replace(guidance=g), note)]
+    for name, config in (("dpmpp2m-karras", classic_setting(n, g)), ("ays", ays_setting(prep.spec.family, n, g)),
+                         ("beta", beta_setting(n, g)), ("unipc-karras", unipc_karras_setting(n, g))):
+        try:
+            config.sigmas(prep.table)
+        except ValueError:  # AYS on a model with another noise schedule
+            continue
+        out.append((name, config, f"{PRESET_INFO[name]}; guidance {g}" +
+                    (f" (spacing {config.spacing})" if name == "ays" else "")))
+    return [b for b in out if b[0] in prep.opts.baselines]   # --baselines (default: all)
 
 
 def enqueue_baselines(study, prep: Prepared) -> list[tuple[str, str]]:

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     opts = RunOptions(model=a.model, steps=a.steps, study=a.study, storage=a.storage, trials=a.trials,
                       prompts="builtin", reference=a.reference, rungs=a.rungs, guidance=5.0, seed=a.seed,
                       pruner=a.pruner, metrics=("fid",), clip="none", device="cpu", batch_size=8,
-                      heartbeat=a.heartbeat, startup_trials=4,
+                      heartbeat=a.heartbeat, startup_trials=4, baselines=("paper", "dpmpp2m-karras"),
                       artifacts=a.artifacts or tempfile.mkdtemp(prefix="hpyn-artifacts-"))
     t = time.perf_counter()
     model = load_model(a.model, device="cpu")

@@ -40,7 +40,8 @@ def test_ray_backend_records_early_stopped_trials_as_pruned(ray_cluster, tiny_pi
     url = f"sqlite:///{tmp_path}/study.db"
     opts = RunOptions(model=str(tiny_pipeline_dir), steps=3, storage=url, trials=8, prompts="builtin", reference=ref,
                       rungs="4,8,16", guidance=5.0, metrics=("fid",), clip="none", device="cpu", batch_size=16,
-                      backend="ray", gpus_per_trial=0, max_concurrent=2, startup_trials=4, quiet=True)
+                      backend="ray", gpus_per_trial=0, max_concurrent=2, startup_trials=4, quiet=True,
+                      baselines=("paper", "dpmpp2m-karras"))
     log: list[str] = []
     study = run_study(opts, log=log.append, ray_factory=scale_helpers.ray_factory())
     trials = study.get_trials()

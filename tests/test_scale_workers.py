@@ -63,7 +63,8 @@ def local_worker(setup, model, url, study, trials, sleep=0.0, seed=0, log=None):
     from search.run import run_study
     opts = RunOptions(model=setup["model"], steps=3, study=study, storage=url, trials=trials, prompts="builtin",
                       reference=setup["ref"], rungs="4,8", guidance=5.0, seed=seed, metrics=("fid",), clip="none",
-                      device="cpu", batch_size=8, heartbeat=1, startup_trials=4, artifacts=str(setup["tmp"] / "art"))
+                      device="cpu", batch_size=8, heartbeat=1, startup_trials=4, artifacts=str(setup["tmp"] / "art"),
+                      baselines=("paper", "dpmpp2m-karras"))
     return run_study(opts, evaluator=PixelEvaluator(setup["ref"], sleep), model=model, log=log)
 
 
@@ -84,7 +85,7 @@ def wait_for(url, study_name, cond, timeout=90, proc=None):
 
 
 def test_workers_racing_on_a_new_study_enqueue_the_baselines_once(setup, pg_url):
-    from search.options import RunOptions
+    from search.options import BASELINES, RunOptions
     from search.storage import open_storage, study_lock
     from search.study import enqueue_baselines, open_study, prepare
     opts = {"model": setup["model"], "steps": 3, "study": "race", "storage": pg_url, "prompts": "builtin", "reference": setup["ref"],
@@ -107,7 +108,7 @@ def test_workers_racing_on_a_new_study_enqueue_the_baselines_once(setup, pg_url)
         t.join()
     assert not errors
     study = optuna.load_study(study_name="race", storage=pg_url)
-    assert [t.user_attrs["baseline"] for t in study.trials] == ["paper", "dpmpp2m-karras"]
+    assert [t.user_attrs["baseline"] for t in study.trials] == list(BASELINES)
     assert study.user_attrs["worker_starts"] == 4 and study.user_attrs["hpyn"]["steps"] == 3
 
 

@@ -62,7 +62,7 @@ def test_run_resume_export_dashboard_generate(setup):
     s = setup
     cmd = ["-m", "search.run", "--model", s["model"], "--steps", "3", "--storage", s["storage"], "--prompts",
            "builtin", "--reference", s["ref"], "--rungs", "4,8", "--trials", "3", "--clip", s["clip"],
-           "--metrics", "fid,kid,clip", "--guidance", "5", "--device", "cpu"]
+           "--metrics", "fid,kid,clip", "--guidance", "5", "--device", "cpu", "--baselines", "paper,dpmpp2m-karras"]
     rc, out, err = sh(*cmd)
     assert rc == 0, err[-3000:]
     assert "[trial 0 paper] n=4" in out and "[trial 1 dpmpp2m-karras] n=8" in out and "best" in out

@@ -26,7 +26,9 @@ SPACES_DIR = Path(__file__).resolve().parents[1] / "studies" / "spaces"
 STEPS = 5
 BASE = {"final": "residual", "epsilon": 0.13198213, "spacing": "time", "rho_time": 1.2, "order": 1,
         "freeu": "on", "freeu_start": 0, "freeu_end": 5}
-FULL = {**BASE, "freeu_b1": 1.1, "freeu_b2": 1.1, "freeu_s1": 0.9, "freeu_s2": 0.2}
+FULL = {**BASE, "freeu_b1": 1.1, "freeu_b2": 1.1, "freeu_s1": 0.9, "freeu_s2": 0.2, "solver_family": "dpmpp",
+        "cfg_interval": "off"}
+GI = {**FULL, "cfg_interval": "on", "cfg_sigma_hi": 5.0, "cfg_sigma_lo": 0.3}
 
 
 def cfg(space, **params):
@@ -34,9 +36,11 @@ def cfg(space, **params):
 
 
 def fingerprint(config, table):
-    """What a sampler does with a config: σ grid, solver order, FreeU factors per step, mapping, guidance."""
-    return (tuple(config.sigmas(table).tolist()), config.order, tuple(config.freeu_at(i) for i in range(config.steps)),
-            config.freeu_mapping if config.freeu else None, config.guidance)
+    """What a sampler does with a config: σ grid, solver, FreeU factors per step, mapping, guidance (and where)."""
+    sig = config.sigmas(table).tolist()
+    return (tuple(sig), config.solver, tuple(config.freeu_at(i) for i in range(config.steps)),
+            config.freeu_mapping if config.freeu else None, config.guidance,
+            tuple(config.guided_at(s) for s in sig[:-1]))
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +63,16 @@ CHANGES = [  # (base params, parameter, other value)
     (FULL, "freeu_mapping", "diffusers"), (FULL, "guidance", 5.0),
     ({**FULL, "spacing": "karras", "rho_karras": 7.0}, "rho_karras", 3.0),
     ({**FULL, "final": "zero", "sigma_min": 0.05}, "sigma_min", 0.3),
+    ({**FULL, "order": 2}, "solver_family", "unipc"), (FULL, "cfg_interval", "on"),
+    (GI, "cfg_sigma_hi", 1.5), (GI, "cfg_sigma_lo", 0.6),
 ]
 
 
 @pytest.mark.parametrize("base,name,value", CHANGES, ids=[f"{n}={v}" for _, n, v in CHANGES])
 def test_every_parameter_changes_the_grid_or_the_sampler(full, table, base, name, value):
     params = {"guidance": 7.5, "freeu_mapping": "reference", **base}
-    extra = {"spacing": {"karras": {"rho_karras": 7.0}}, "final": {"zero": {"sigma_min": 0.05}}}
+    extra = {"spacing": {"karras": {"rho_karras": 7.0}}, "final": {"zero": {"sigma_min": 0.05}},
+             "cfg_interval": {"on": {"cfg_sigma_hi": 5.0, "cfg_sigma_lo": 0.3}}}
     changed = {**params, name: value, **extra.get(name, {}).get(value, {})}
     assert fingerprint(cfg(full, **params), table) != fingerprint(cfg(full, **changed), table)
 

@@ -62,8 +62,10 @@ def env(tmp_path, monkeypatch):
 
     def opts(**kw):
         # a registry model: its noise table needs no download, and the (fake) model is passed in, never loaded
+        # the paper's setting and DPM++2M-Karras (test_search_baselines.py runs all of --baselines' default)
         base = {"model": "sd15", "steps": 5, "storage": f"sqlite:///{tmp_path}/s.db", "trials": 4,
-                    "prompts": "builtin", "reference": f"npz:{ref}", "rungs": [4, 8], "guidance": 5.0}
+                    "prompts": "builtin", "reference": f"npz:{ref}", "rungs": [4, 8], "guidance": 5.0,
+                    "baselines": ("paper", "dpmpp2m-karras")}
         return RunOptions(**{**base, **kw})
     return SimpleNamespace(opts=opts, model=SimpleNamespace(table=TABLE), tmp=tmp_path)
 
