@@ -1,6 +1,7 @@
 """The samplers users pick, as σ grids and presets: Align Your Steps, Beta sampling, UniPC-Karras (hpyn.schedules,
 hpyn.presets), checked against their published sources."""
 
+import itertools
 import math
 
 import pytest
@@ -37,8 +38,8 @@ def test_ays_log_linear_interpolation(spacing, sd_table):
     # 20 steps: the nodes, and between two nodes their geometric mean (log σ linear in position)
     g = sd_grid(spacing, 20, sd_table)
     assert g[0:-1:2] == pytest.approx(ref[:-1], rel=1e-12)
-    assert g[1::2] == pytest.approx([math.sqrt(a * b) for a, b in zip(ref, ref[1:])], rel=1e-12)
-    assert g[-1] == 0.0 and all(b < a for a, b in zip(g, g[1:]))
+    assert g[1::2] == pytest.approx([math.sqrt(a * b) for a, b in itertools.pairwise(ref)], rel=1e-12)
+    assert g[-1] == 0.0 and all(b < a for a, b in itertools.pairwise(g))
 
 
 def test_ays_refuses_a_model_with_another_noise_schedule():

@@ -2,14 +2,14 @@
 UniPCMultistepScheduler driven by the same analytic denoiser. Exactness on a constant denoiser, the zero ending and
 the generator protocol are checked for every registered solver in tests/test_hpyn_solvers.py."""
 
+import itertools
 import math
 
 import pytest
 import torch
+from test_hpyn_solvers import solve_error
 
 from hpyn.solvers import SOLVERS, Solver, get_solver, unipc_bh2
-
-from test_hpyn_solvers import solve_error
 
 UNIPC = get_solver("unipc_bh2")
 S2 = 0.5**2
@@ -32,7 +32,7 @@ def test_registered_as_unipc_2():
 def test_convergence_order_is_predictor_order_plus_one(p, expected):
     # UniC raises UniP-p to order p+1 (Zhao et al. 2023, Thm. 3.1); the grid ends at σ > 0
     errs = [solve_error(with_order(p), n) for n in (16, 32, 64)]
-    rates = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
+    rates = [math.log2(a / b) for a, b in itertools.pairwise(errs)]
     assert rates[-1] == pytest.approx(expected, abs=0.15), (errs, rates)
 
 
