@@ -32,10 +32,11 @@ from hpyn.noise import NoiseTable
 from hpyn.schedules import FINALS, SPACING_NAMES, ZERO_ENDED, build
 from hpyn.solvers import dpmpp_name, get_solver
 
-__all__ = ["FreeUWindow", "SamplerConfig", "FREEU_MAPPINGS", "SCHEMA_VERSION", "config_from_document"]
+__all__ = ["FreeUWindow", "SamplerConfig", "FREEU_MAPPINGS", "MAX_STEPS", "SCHEMA_VERSION", "config_from_document"]
 
 FREEU_MAPPINGS = ("reference", "diffusers")
 SCHEMA_VERSION = 2  # of configs and of documents holding one under "config" (exports); 1 had `order`
+MAX_STEPS = 1000    # the training grid has 1000 timesteps: more solver steps than that is a typo, not a sampler
 
 
 def _check_keys(d: dict, cls, what: str) -> None:
@@ -95,8 +96,8 @@ class SamplerConfig:
     guidance_interval: tuple[float, float] | None = None
 
     def __post_init__(self):
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer ≥ 1, got {self.steps!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}")
         if self.spacing not in SPACING_NAMES:
             raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {sorted(SPACING_NAMES)}")
         _finite("rho", self.rho, positive=True)
