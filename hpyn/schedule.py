@@ -19,9 +19,9 @@ FORMATS = ("text", "json", "comfyui")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m hpyn.schedule", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from hpyn.presets import PRESETS, paper_setting, preset
+    from hpyn.presets import PRESETS
     p.add_argument("--model", default="sd15", help="registry name, diffusers folder or hub id (default sd15)")
-    p.add_argument("--steps", type=int, help="number of steps (for --preset)")
+    p.add_argument("--steps", type=int, help="number of steps (for --preset; a config file has its own)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", choices=PRESETS, default=None, help="a named setting (default: paper)")
     g.add_argument("--config", help="a SamplerConfig or exported-study JSON file")
@@ -31,22 +31,17 @@ def main(argv=None) -> int:
     f.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     args = p.parse_args(argv)
     try:
-        from hpyn.config import SamplerConfig
-        from hpyn.models import noise_table, resolve
+        from hpyn.generate import check_steps, config_from_arg, model_spec_and_table
         from hpyn.schedules import grid_info
-        spec = resolve(args.model)
-        table = noise_table(spec)
-        if args.config:
-            config, note = SamplerConfig.load(args.config), f"file {args.config}"
-        else:
-            if args.steps is None:
-                raise ValueError("give --steps with a preset (or --config FILE)")
-            name = args.preset or "paper"
-            if name == "paper":
-                config, note = paper_setting(spec.family, args.steps)
-            else:
-                config, note = preset(name, spec.family, args.steps), name
-        info = grid_info(config, table)
+        check_steps(args.steps)
+        spec, table = model_spec_and_table(args.model, weights=False)
+        if args.config is None and args.steps is None:
+            raise ValueError("give --steps with a preset (or --config FILE)")
+        config, note = config_from_arg(args.config or args.preset or "paper", spec, args.steps)
+        try:
+            info = grid_info(config, table)
+        except ValueError as e:
+            raise ValueError(f"{note}: {e}") from None
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
