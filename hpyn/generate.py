@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -269,19 +271,67 @@ def main(argv=None) -> int:
         _warn(f"--out {args.out!r} already holds a run (config.json): its files are overwritten")
     prompts = [prompts[i % len(prompts)] for i in range(len(seeds))]
     from hpyn.models import load_model
-    model = load_model(args.model, device=args.device)
-    from PIL import Image
+    try:
+        model = load_model(args.model, device=args.device)
+    except (OSError, ValueError, RuntimeError) as e:   # weights missing or corrupt, a folder that is not a pipeline
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        print(f"error: --model {args.model!r}: cannot load it ({type(e).__name__}: {first})", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
     (out / "prompts.txt").write_text("".join(f"{s:06d}\t{pr}\n" for s, pr in zip(seeds, prompts)))
-    for lo in tqdm(range(0, len(seeds), args.batch_size), desc="batches"):   # each batch saved as it is done
-        hi = lo + args.batch_size
-        images = generate(model, config, prompts[lo:hi], seeds[lo:hi], batch_size=args.batch_size)
-        for img, seed in zip(images, seeds[lo:hi]):
-            Image.fromarray(img.permute(1, 2, 0).numpy()).save(out / f"{seed:06d}.png")
+    stop = _Stop()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _write_images(model, config, prompts, seeds, out, args.batch_size, stop)
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the finished images stay, each PNG whole
+        print(f"interrupted: wrote {stop.done} of {len(seeds)} images to {out}/", file=sys.stderr)
+        return 130
+    except FloatingPointError as e:
+        print(f"error: {e} (wrote {stop.done} of {len(seeds)} images to {out}/)", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     print(f"wrote {len(seeds)} images to {out}/")
     return 0
 
+
+class _Stop:
+    """SIGINT/SIGTERM handler: KeyboardInterrupt at once, or, while an image is being written, right after it."""
+
+    def __init__(self):
+        self.done, self.writing, self.pending = 0, False, False
+
+    def __call__(self, signum, frame):
+        if self.writing:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+
+def _write_images(model, config, prompts, seeds, out: Path, batch_size: int, stop: _Stop) -> None:
+    """Sample and save batch by batch (a long run keeps what it finished); each PNG is written to a temporary name
+    and renamed, with a stop signal held back meanwhile, so an interrupted run never leaves a truncated image."""
+    from PIL import Image
+    for lo in tqdm(range(0, len(seeds), batch_size), desc="batches"):
+        hi = lo + batch_size
+        images = generate(model, config, prompts[lo:hi], seeds[lo:hi], batch_size=batch_size)
+        for img, seed in zip(images, seeds[lo:hi]):
+            path = out / f"{seed:06d}.png"
+            tmp = path.with_name(f".{path.name}.tmp")
+            stop.writing = True
+            try:
+                Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+                os.replace(tmp, path)
+                stop.done += 1
+            finally:
+                stop.writing = False
+                tmp.unlink(missing_ok=True)
+            if stop.pending:
+                raise KeyboardInterrupt
 
 if __name__ == "__main__":
     raise SystemExit(main())

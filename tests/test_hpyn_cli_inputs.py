@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -188,6 +189,46 @@ def test_recycled_and_unused_prompts_warn_once(tiny_pipeline_dir, tmp_path, caps
     err = capsys.readouterr().err
     assert "only the first 1 prompt(s) are used" in err and "already holds a run" in err, err
     assert err.count("warning:") == 2, err
+
+
+def test_a_model_that_cannot_load_is_a_message_and_creates_nothing(tiny_pipeline_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    (broken / "scheduler").mkdir(parents=True)
+    for rel in ("model_index.json", "scheduler/scheduler_config.json"):   # configs, no weights
+        (broken / rel).write_text((tiny_pipeline_dir / rel).read_text())
+    assert generate_main(["--model", str(broken), "--config", "paper", "--steps", "2", "--prompt", "x",
+                          "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: --model {str(broken)!r}: cannot load it") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_keeps_finished_images_whole(tiny_pipeline_dir, tmp_path):
+    """SIGTERM (like Ctrl-C) mid-run: exit 130 with one line saying how many images were written; each written PNG
+    opens, and no temporary file is left."""
+    from PIL import Image
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpyn.generate", "--model", str(tiny_pipeline_dir), "--config",
+                             "paper", "--steps", "4", "--prompt", "x", "--seeds", "0-99999", "--batch-size", "2",
+                             "--out", str(out), "--device", "cpu"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "000003.png").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: wrote ") and "of 100000 images" in last and "Traceback" not in err, err
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) >= 4 and int(last.split()[2]) == len(pngs)
+    for p in pngs:
+        Image.open(p).load()
+    assert not list(out.glob(".*.tmp"))
 
 
 # ---- the package and the module `hpyn.generate` ------------------------------------------------------------------
