@@ -279,9 +279,12 @@ class Scorer:
             clip = None
             if "clip" in attrs.get("metrics", ()) and attrs.get("clip", "auto") != "none":
                 from objectives.clip_score import load_clip
-                from objectives.evaluate import DEFAULT_CLIP_FOR
+                from objectives.references import REFERENCES
                 spec = attrs.get("clip", "auto")
-                clip = load_clip(DEFAULT_CLIP_FOR.get(attrs["model"]) if spec == "auto" else spec, device=opts.device)
+                if spec == "auto":   # as the search's Evaluator: the CLIP registered with a named reference
+                    named = REFERENCES.get(_search_names()[1](attrs["reference"]["spec"]))
+                    spec = named.clip if named is not None else None
+                clip = load_clip(spec, device=opts.device)
         self.clip = clip
         if extractors is None:
             bs = 128 if torch.cuda.is_available() and opts.device != "cpu" else 32
@@ -453,8 +456,9 @@ def record(study, plan: Plan, scorer: Scorer, est: dict, comparisons: list[dict]
     _put(study, "validation:sets", {"run": run, **plan.sets})
     conv = {"run": run, "extractors": scorer.ids, "kid": "unbiased MMD², poly3 kernel, full sets (no subsets)",
             "fd": "Fréchet distance, N generated vs the held-out reference",
-            "bootstrap": f"paired percentile, {opts.resamples} resamples of image indices (seed {opts.seed}), "
-                         "same indices for all candidates, reference fixed", "notes": scorer.notes}
+            "bootstrap": f"paired, {opts.resamples} resamples of image indices (seed {opts.seed}) shared by all "
+                         "candidates, reference fixed; basic interval centred on the replicates' median, for "
+                         "the expected difference at this N", "notes": scorer.notes}
     _put(study, "validation:conventions", conv)
     meta = {"run": run, "n": plan.n, "level": opts.level, "resamples": opts.resamples, "top": opts.top,
             "metrics": list(next(iter(est.values()))), "candidates": [c.name for c in plan.candidates],
@@ -515,7 +519,8 @@ def format_table(summary: dict | None) -> str:
         for m in metrics:
             e, lo, hi = c["diff"][m]
             cells.append(f"{_num(e) + ' [' + _num(lo) + ', ' + _num(hi) + ']':<28}")
-        lines.append(f"  {c['finalist']:<11} {c['baseline']:<16} " + " ".join(cells) + c["verdict"])
+        why = "" if c["verdict"] == VERDICTS[0] else f" ({c['reason']})"
+        lines.append(f"  {c['finalist']:<11} {c['baseline']:<16} " + " ".join(cells) + c["verdict"] + why)
     b = summary["best"]
     beaten = ", ".join(b["confirmed_better_than"]) or "no baseline"
     lines.append(f"best validated: {b['name']} (held-out FID {_num(b['fid'])}); confirmed better than {beaten}"

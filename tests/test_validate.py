@@ -62,9 +62,9 @@ def cheap_extractor(name, dim, seed):
 @pytest.fixture
 def scorers():
     from objectives.clip_score import load_clip
-    return lambda: dict(extractors={V.PRIMARY: cheap_extractor("primary", 24, 0),
-                                    "toy-classifier": cheap_extractor("judge", 12, 1)},
-                        clip=load_clip("toy", device="cpu"))
+    return lambda: {"extractors": {V.PRIMARY: cheap_extractor("primary", 24, 0),
+                                   "toy-classifier": cheap_extractor("judge", 12, 1)},
+                    "clip": load_clip("toy", device="cpu")}
 
 
 OPTS = V.ValidateOptions(top=2, n=40, n_reference=60, resamples=200)
