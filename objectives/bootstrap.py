@@ -183,8 +183,10 @@ class KIDResampler:
             raise ValueError(f"the reference needs at least 2 feature rows, got {m}")
         self.degree, self.coef0 = degree, coef0
         self.gamma = 1.0 / self.y.shape[1] if gamma is None else gamma
-        kyy = self._kernel(self.y, self.y)
-        self.kyy_term = float((kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)))
+        # by blocks of rows: a 50k reference's full kernel would need 20 GB
+        total = sum(float(self._kernel(self.y[i: i + 4096], self.y).sum()) for i in range(0, m, 4096))
+        diag = float(((self.y * self.y).sum(1) * self.gamma + self.coef0).pow(self.degree).sum())
+        self.kyy_term = (total - diag) / (m * (m - 1))
 
     def _kernel(self, a, b):
         return (a @ b.T * self.gamma + self.coef0) ** self.degree
