@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["METRICS", "Row", "StudyFacts", "Table", "baseline_note", "collect", "commands", "delta", "fmt", "meaning",
-           "metrics_table", "oversized_attrs", "round_floats", "save_notes", "schedules_table", "study_note",
+           "metrics_table", "oversized_attrs", "pruned_note", "round_floats", "save_notes", "schedules_table", "study_note",
            "summary_sentence", "to_markdown", "validation_tables"]
 
 
@@ -359,6 +359,7 @@ class Table:
     kinds: list[str] = field(default_factory=list)      # per row: "best" | "delta" | "" (styling)
     classes: list[list[str]] = field(default_factory=list)   # per cell: "better" | "worse" | ""
     text: tuple[int, ...] = (0,)                         # indices of text columns (left-aligned)
+    mono: tuple[int, ...] = ()                           # indices of columns of number lists (monospace)
 
 
 def metrics_table(f: StudyFacts) -> Table:
@@ -387,7 +388,7 @@ def metrics_table(f: StudyFacts) -> Table:
 
 
 def schedules_table(f: StudyFacts) -> Table:
-    t = Table(["sampler", "config", "σ", "t (U-Net)"], [], text=(0, 1, 2, 3))
+    t = Table(["sampler", "config", "σ", "t (U-Net)"], [], text=(0, 1, 2, 3), mono=(2, 3))
     for r in f.rows:
         t.rows.append([row_label(r), describe_config(r.config), *schedule_text(r.sigmas, r.timesteps)])
     return t
@@ -406,10 +407,15 @@ def validation_sentence(v: dict) -> str:
     b = v.get("best") or {}
     ref = (v.get("sets") or {}).get("reference") or {}
     beaten = ", ".join(b.get("confirmed_better_than") or []) or "no baseline"
+    others = [f"{c.get('verdict')} vs {c.get('baseline')}" + (" (the judges disagree)" if "disagree" in
+                                                               c.get("reason", "") else "")
+              for c in v.get("comparisons") or [] if c.get("finalist") == b.get("name")
+              and c.get("verdict") != "confirmed better"]
     text = (f"Held-out validation on N = {v.get('n')} new images per candidate ({round(100 * v.get('level', 0.95))} % "
             f"paired bootstrap intervals, {v.get('resamples')} resamples; reference "
             f"{'disjoint from' if ref.get('disjoint') else 'the same as'} the search's): the best validated "
-            f"candidate is {b.get('name')} (held-out FID {fmt(b.get('fid'))}), confirmed better than {beaten}")
+            f"candidate is {b.get('name')} (held-out FID {fmt(b.get('fid'))}), confirmed better than {beaten}"
+            + (f"; {', '.join(others)}" if others else ""))
     if b.get("kind") == "baseline":
         text += " (a baseline: no finalist beat it on held-out FID)"
     text += "."
@@ -429,14 +435,14 @@ def validation_tables(v: dict) -> list[Table]:
         first.rows.append([f"{name} ({c.get('kind')})", str(c.get("trial")), fmt(c.get("search_fid"))]
                           + [fmt((c.get("metrics") or {}).get(m), digits[m]) for m in metrics])
         first.kinds.append("best" if name == (v.get("best") or {}).get("name") else "")
-    second = Table(["finalist", "vs baseline"] + [f"Δ{labels.get(m, m)} [{round(100 * v.get('level', .95))} % CI]"
+    second = Table(["finalist", "vs"] + [f"Δ{labels.get(m, m)} [{round(100 * v.get('level', .95))} % CI]"
                                                   for m in metrics] + ["verdict"], [], text=(0, 1, len(metrics) + 2))
     for c in v.get("comparisons") or []:
         cells = []
         for m in metrics:
             e = (c.get("diff") or {}).get(m)
             if e:
-                est, lo, hi = fmt_group(e, digits[m])
+                est, lo, hi = fmt_group(e, 3)   # a difference and its interval: 3 digits are all it carries
                 cells.append(f"{est} [{lo}, {hi}]")
             else:
                 cells.append("–")
@@ -503,15 +509,42 @@ def baseline_note(r: Row, f: StudyFacts) -> str:
     return "\n".join(out) + "\n"
 
 
+def pruned_note(trial, f: StudyFacts) -> str:
+    """The trial note of a pruned trial: its value is an FID at a smaller N, and how it compared there."""
+    rows = trial.user_attrs.get("rungs") or []
+    m = rows[-1] if rows else {}
+    n = m.get("n") or _stopped_at(trial)
+    out = [f"# Pruned at N = {n}", "",
+           (f"Its value, FID {fmt(m.get('fid'))}, is measured on {n} images. FID is biased by ~1/N, so it is not "
+           f"comparable with the N = {f.n} FIDs of complete trials; the pruner stopped it because it was worse "
+           f"than most trials at N = {n}."), ""]
+    others = [(b.label, _metrics_at(b.trial, n)) for b in f.rows if b.number != trial.number]
+    others = [(lab, x["fid"]) for lab, x in others if x and x.get("fid") is not None]
+    if others:
+        out.append(f"At N = {n}: this trial {fmt(m.get('fid'))}; " + ", ".join(f"{lab} {fmt(v)}" for lab, v in others))
+    return "\n".join(out) + "\n"
+
+
 def save_notes(study, facts: StudyFacts | None = None, validation: dict | None = None,
                pictures: dict[str, str] | None = None) -> str:
-    """Write the study note and a note on every baseline trial (optuna-dashboard's note API); returns the note."""
+    """Write the study note and a note on every baseline and every pruned trial (optuna-dashboard's note API;
+    an unchanged note is not written again); returns the study note."""
     import optuna
+    import optuna_dashboard
     from optuna_dashboard import save_note
+
+    get_note = getattr(optuna_dashboard, "get_note", None)
+
+    def put(owner, body: str) -> None:
+        if get_note is None or get_note(owner) != body:
+            save_note(owner, body)
 
     f = facts or collect(study, validation=validation)
     text = study_note(f, validation, pictures)
-    save_note(study, text)
+    put(study, text)
     for r in f.baselines:  # save_note needs a Trial bound to the study, not a FrozenTrial
-        save_note(optuna.Trial(study, r.trial._trial_id), baseline_note(r, f))
+        put(optuna.Trial(study, r.trial._trial_id), baseline_note(r, f))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
+        if not t.user_attrs.get("baseline"):
+            put(optuna.Trial(study, t._trial_id), pruned_note(t, f))
     return text

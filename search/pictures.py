@@ -89,7 +89,7 @@ def comparison_grid(rows: Sequence[tuple[str, Any]], captions: Sequence[str], ti
     gap, pad = max(4, tile // 32), 6
     label_width = label_width or max(220, min(320, tile * 2))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    cap_lines = [_wrap(probe, c, font, tile - 2 * pad, 3) for c in captions]
+    cap_lines = [_wrap(probe, c, font, tile - 2 * pad, 4) for c in captions]
     line_h = fs + 4
     header = pad * 2 + line_h * max(len(c) for c in cap_lines)
     row_height = tile + gap
@@ -137,6 +137,7 @@ def schedule_plot(series: Sequence[tuple[str, Sequence[float], Sequence[float] |
     if not positive:
         raise ValueError("schedule_plot needs at least one positive σ")
     floor = min(positive) / 3
+    zero_marked = False
     for k, (label, sig, ts) in enumerate(series):
         color = COLORS[k % len(COLORS)]
         style = "-" if k == 0 else "--" if k % 2 else "-."
@@ -148,7 +149,9 @@ def schedule_plot(series: Sequence[tuple[str, Sequence[float], Sequence[float] |
         for i in zeros:
             ax.plot([i - 1, i], [pos[-1][1], floor], ":", color=color, lw=1)
             ax.plot([i], [floor], "v", color=color, ms=7)
-            ax.annotate("σ=0", (i, floor), textcoords="offset points", xytext=(6, -3), fontsize=7, color=color)
+            if not zero_marked:
+                ax.annotate("σ = 0", (i, floor), textcoords="offset points", xytext=(7, -3), fontsize=8)
+                zero_marked = True
         if ts:
             ax_t.plot(range(len(ts)), ts, style, marker="o", ms=4, color=color, lw=2 if k == 0 else 1.5)
     ax.set_yscale("log")
@@ -328,15 +331,21 @@ def make_pictures(facts, folder: str | Path, *, model=None, evaluator=None, prom
         elif not rows:
             out.skipped["prd.png"] = "no trial with a config yet"
         else:
-            from hpyn.generate import generate
             n = prd_n or facts.n or 64
+            # the search's chunks (one per rung; one for fid+clip) and batch size: the same pixels, so the same
+            # features; k-means turns last-bit differences into F8 changes in the second decimal
+            rungs = [] if facts.multi else [r for r in facts.attrs.get("rungs") or [] if r < n]
+            bs = facts.attrs.get("batch_size") or batch_size
             curves = {}
             for r in rows:
-                imgs = generate(model, SamplerConfig.from_dict(r.config), list(prompts[:n]), list(seeds[:n]),
-                                batch_size=batch_size)
+                imgs = _generate_in_chunks(model, SamplerConfig.from_dict(r.config), prompts, seeds, rungs + [n], bs)
                 curve = evaluator.prd(evaluator.image_features(imgs))
                 curves[short_label(r)] = curve
                 out.prd[short_label(r)] = curve.f_beta(8)
+                m = r.metrics or {}
+                if m.get("prd_f8") is not None and n == m.get("n"):
+                    say(f"  PRD {short_label(r)}: F8/F1/8 {curve.f_beta(8)[0]:.3f}/{curve.f_beta(8)[1]:.3f} "
+                        f"recomputed, {m['prd_f8']:.3f}/{m.get('prd_f1_8', float('nan')):.3f} stored")
             out.files["prd.png"] = prd_plot(curves, out.folder / "prd.png", title=f"PRD at N = {n}")
             say(f"  PRD curves: {len(curves)} samplers at N = {n} -> {out.files['prd.png']}")
 
@@ -353,6 +362,18 @@ def make_pictures(facts, folder: str | Path, *, model=None, evaluator=None, prom
     for name, why in out.skipped.items():
         say(f"  {name} skipped: {why}")
     return out
+
+
+def _generate_in_chunks(model, config, prompts, seeds, bounds: Sequence[int], batch_size: int):
+    """Images [0, bounds[-1]) generated chunk by chunk ([0, b0), [b0, b1), ...) as the search's rungs did."""
+    import torch
+
+    from hpyn.generate import generate
+    out, lo = [], 0
+    for hi in bounds:
+        out.append(generate(model, config, list(prompts[lo:hi]), list(seeds[lo:hi]), batch_size=batch_size))
+        lo = hi
+    return torch.cat(out)
 
 
 def _pareto_points(study, facts) -> list[tuple[int, float, float]]:

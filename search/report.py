@@ -59,7 +59,7 @@ class Published:
 
 def publish(study, *, model=None, evaluator=None, out_dir: str | Path | None = None, artifact_store=None,
             validation: dict | None = None, storage_url: str | None = None, prompts=None, seeds=None,
-            notes: bool = True, log: Callable[[str], None] | None = print) -> Published:
+            notes: bool = True, batch_size: int = 16, log: Callable[[str], None] | None = print) -> Published:
     """Pictures → study artifacts → study and baseline notes → report.html. Call at the end of a run (and of
     validation); with the run's loaded `model` and `evaluator` the comparison grid and the PRD curves are drawn
     too. Failures are logged and returned in `.errors`, never raised: a finished study must not fail here."""
@@ -72,7 +72,7 @@ def publish(study, *, model=None, evaluator=None, out_dir: str | Path | None = N
     say(f"publishing study {study.study_name!r} to {folder}/")
     try:
         out.pictures = make_pictures(out.facts, folder, model=model, evaluator=evaluator, prompts=prompts,
-                                     seeds=seeds, study=study, log=log)
+                                     seeds=seeds, study=study, batch_size=batch_size, log=log)
     except Exception as e:  # noqa: BLE001 - see docstring
         out.errors["pictures"] = f"{type(e).__name__}: {e}"
     urls: dict[str, str] = {}
@@ -140,7 +140,8 @@ th,td{border:1px solid #d0d0d0;padding:4px 8px;text-align:right;vertical-align:t
 th{background:#f2f2f2}td.l,th.l{text-align:left}
 tr.best td{background:#fff7e0}tr.delta td{color:#444;font-size:.92em}
 td.better{color:#176b1d}td.worse{color:#a11}
-td.mono{font-family:ui-monospace,Consolas,monospace;font-size:.86em;text-align:left;max-width:520px}
+td.mono{font-family:ui-monospace,Consolas,monospace;font-size:.86em;max-width:420px}
+td.num{white-space:nowrap}
 figure{margin:14px 0}figure img{max-width:100%;height:auto;border:1px solid #ccc}
 figure.narrow img{max-width:560px}code{font-size:.92em}
 figcaption{color:#444;font-size:.92em;margin-top:4px}
@@ -175,9 +176,10 @@ def _table(t: Table) -> str:
         classes = t.classes[i] if i < len(t.classes) else []
         cells = []
         for j, c in enumerate(row):
-            cls = " ".join(x for x in (("l" if j in t.text else ""), classes[j] if j < len(classes) else "") if x)
+            cls = " ".join(x for x in ("l" if j in t.text else "num", "mono" if j in t.mono else "",
+                                       classes[j] if j < len(classes) else "") if x)
             text = f"<strong>{_e(c)}</strong>" if j == 0 and kind == "best" else _e(c)
-            cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
+            cells.append(f'<td class="{cls}">{text}</td>')
         out.append((f'<tr class="{kind}">' if kind else "<tr>") + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -235,8 +237,9 @@ def _caption(name: str, f: StudyFacts, p: Pictures) -> str:
     if name == "schedules.png":
         return "Left: σ per grid point on a log scale (▼: the jump to σ = 0 of a classic ending); right: U-Net t."
     if name == "prd.png":
-        return ("Recomputed from the same N images and reference as the search; curves further up and right are "
-                "better. F8 weighs recall, F1/8 precision.")
+        return ("Recomputed from the same N images (prompts, seeds, rung chunks) and reference as the search; with "
+                "the run's batch size its F8 / F1/8 equal the table's. Curves further up and right are better; F8 "
+                "weighs recall, F1/8 precision.")
     return "Grey: trials; red: the Pareto front (FID ↓, CLIP ↑); stars: the baselines."
 
 
@@ -296,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "study's); 'none' draws only what needs no model")
     p.add_argument("--no-prd", action="store_true", help="skip the PRD curves (they regenerate N images per sampler)")
     p.add_argument("--device", default=None, help="torch device (default cuda if available)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="images per generation batch; the run's --batch-size reproduces its PRD values exactly "
+                        "(default 16; the study's own when it stores one)")
     p.add_argument("--validation", default=None, help="a JSON file with a validation summary to include")
     p.add_argument("--save-note", action="store_true", help="also write the dashboard notes and upload the pictures "
                                                             "(what search.run does at the end)")
@@ -336,7 +342,7 @@ def main(argv=None) -> int:
         folder = Path(args.pictures) if args.pictures else default_folder(url, args.study)
         store = artifact_store(artifact_dir(url)) if args.save_note else None
         pub = publish(study, model=model, evaluator=evaluator, out_dir=folder, artifact_store=store,
-                      validation=validation, storage_url=url, notes=args.save_note)
+                      validation=validation, storage_url=url, notes=args.save_note, batch_size=args.batch_size)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

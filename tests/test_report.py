@@ -131,6 +131,13 @@ def test_notes_are_saved_for_the_study_and_every_baseline(study):
         assert body.startswith(f"# Baseline: {t.user_attrs['baseline']}")
         assert t.user_attrs["baseline_note"] in body and "best (trial 2) vs this: FID" in body
     assert get_note_from_system_attrs(sys_attrs, study.trials[2]._trial_id)["body"] == ""
+    pruned = get_note_from_system_attrs(sys_attrs, study.trials[3]._trial_id)["body"]
+    assert pruned.startswith("# Pruned at N = 16") and "not comparable with the N = 64 FIDs" in pruned
+    assert "At N = 16: this trial 102.5; best 36.50, paper 52.50, dpmpp2m-karras 42.50" in pruned
+    save_notes(study)   # unchanged notes are not written again
+    again = study._storage.get_study_system_attrs(study._study_id)
+    assert {k: v for k, v in again.items() if "note" in k} == {k: v for k, v in sys_attrs.items() if "note" in k}
+
 
 
 def test_comparison_grid_has_one_row_per_sampler_and_captions():
@@ -253,7 +260,7 @@ def test_validation_summary_is_rendered_when_given(study, tmp_path):
                                                      ("dpmpp2m-karras", 1)]
     note = study_note(f, validation=val)
     assert "## Held-out validation" in note
-    assert "| trial-2 | paper | -10.50 [-12.00, -9.10] | -0.0190 [-0.0300, -0.0100] | -1.900 [-2.500, -1.200] | " \
+    assert "| trial-2 | paper | -10.5 [-12.0, -9.1] | -0.0190 [-0.0300, -0.0100] | -1.90 [-2.50, -1.20] | " \
            "confirmed better: FID interval below 0 |" in note
     assert "| **trial-2 (finalist)** | 2 | 27.12 | 30.50 | 0.0210 | 3.100 |" in note
     sentence = summary_sentence(f, val)
@@ -317,7 +324,7 @@ def test_command_line_writes_one_self_contained_page(study, tmp_path, capsys):
                  "--pictures", str(tmp_path / "pics")]) == 0
     page = out.read_text()
     _check_html(page, n_images=1)   # the schedules; comparison grid and PRD need a model
-    assert "Trial 2 is the best" in page and "<td>27.12</td>" in page
+    assert "Trial 2 is the best" in page and "<td class=\"num\">27.12</td>" in page
     capsys.readouterr()
     assert main(["--storage", storage, "--study", "nope", "--model", "none"]) == 2
     err = capsys.readouterr().err
