@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["METRICS", "Row", "StudyFacts", "Table", "baseline_note", "collect", "commands", "delta", "fmt", "meaning",
-           "metrics_table", "oversized_attrs", "pruned_note", "round_floats", "save_notes", "schedules_table", "study_note",
-           "summary_sentence", "to_markdown", "validation_tables"]
+           "metrics_table", "oversized_attrs", "pruned_note", "round_floats", "save_notes", "schedules_table",
+           "split_settings", "study_note", "study_settings", "summary_sentence", "to_markdown", "validation_tables"]
 
 
 def _table_metrics() -> tuple[tuple[str, str, int, int], ...]:
@@ -66,6 +66,28 @@ def oversized_attrs(study, limit: int = DASHBOARD_ATTR_LIMIT) -> list[tuple[str,
         for k, v in attrs.items():
             if not isinstance(v, (str, bytes, numbers.Real)) and len(json.dumps(v)) > limit:
                 out.append((owner, k, len(json.dumps(v))))
+    return out
+
+
+def split_settings(settings: dict, name: str = "hpyn", limit: int = DASHBOARD_ATTR_LIMIT) -> dict[str, Any]:
+    """Study attributes that hold `settings` within the dashboard's limit: `name` with what fits, and
+    `name:<key>` = {key: value} for each largest entry moved out until it fits. `study_settings` merges them."""
+    core, out = dict(settings), {}
+    while len(json.dumps(core)) > limit and core:
+        key = max(core, key=lambda k: len(json.dumps(core[k])))
+        part = {key: core.pop(key)}
+        if len(json.dumps(part)) > limit:
+            raise ValueError(f"study setting {key!r} alone is {len(json.dumps(part))} characters (limit {limit})")
+        out[f"{name}:{key}"] = part
+    return {name: core, **out}
+
+
+def study_settings(user_attrs: dict, name: str = "hpyn") -> dict:
+    """The study's settings: attribute `name` merged with its parts `name:<key>` (see `split_settings`)."""
+    out = dict(user_attrs.get(name) or {})
+    for k, v in user_attrs.items():
+        if k.startswith(name + ":") and isinstance(v, dict):
+            out.update(v)
     return out
 
 
@@ -175,7 +197,7 @@ def collect(study, storage: str | None = None, validation: dict | None = None) -
     import optuna
 
     S = optuna.trial.TrialState
-    attrs = dict(study.user_attrs.get("hpyn") or {})
+    attrs = study_settings(study.user_attrs)
     rungs = attrs.get("rungs") or []
     n = rungs[-1] if rungs else None
     multi = len(study.directions) > 1

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import html.parser
 import io
+import json
 import re
 
 import numpy as np
@@ -362,3 +363,17 @@ def test_configs_read_well():
         "8 steps, dpmpp_2m, ays, ends at 0 by its own rule, guidance 2.00, guidance only for σ in (0.280, 5.42]"
     assert describe_config({"steps": 5, "order": 3, "spacing": "time", "rho": 1.2, "final": "residual",
                             "epsilon": 0.132, "guidance": 2.0}).startswith("5 steps, dpmpp_3m, time ρ=1.20, residual")
+
+
+def test_study_settings_split_under_the_dashboard_limit_and_merge_back():
+    from search.note import split_settings, study_settings
+
+    settings = {"model": "toy", "steps": 5, "space": {f"dim{i}": [0.5, 3.0, "log"] for i in range(20)},
+                "versions": {f"package{i}": "1.2.3" for i in range(30)}, "rungs": [32, 128]}
+    parts = split_settings(settings)
+    assert set(parts) == {"hpyn", "hpyn:versions"}   # the largest entry moved out, the rest fits
+    assert all(len(json.dumps(v)) <= 1024 for v in parts.values())
+    assert study_settings({**parts, "worker_starts": 3}) == settings
+    assert split_settings({"model": "toy"}) == {"hpyn": {"model": "toy"}}
+    with pytest.raises(ValueError, match="'space' alone is"):
+        split_settings({"space": "x" * 2000})
