@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(VENV)/.installed
 ## the default test suite (what CI runs)
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+## the linter (ruff, configured in pyproject.toml)
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
 
 ## everything, slow tests included
 test-all: $(VENV)/.installed
