@@ -152,12 +152,19 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
-def write_export(doc: dict, out: str | Path) -> Path:
+def comfyui_text(doc: dict) -> str:
+    """The export's best schedule as ComfyUI settings (ManualSigmas string, sampler name, cfg, what it cannot express)."""
+    from hpyn.comfyui import comfyui_recipe, format_comfyui
+    from hpyn.config import SamplerConfig
+    return format_comfyui(comfyui_recipe(SamplerConfig.from_dict(doc["config"]), doc["sigmas"]))
+
+
+def write_export(doc: dict, out: str | Path, fmt: str = "json") -> Path:
     """Write atomically: a temporary file beside `out`, renamed over it (removed if anything fails)."""
     out = check_out(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.write_text(comfyui_text(doc) + "\n" if fmt == "comfyui" else json.dumps(doc, indent=2) + "\n")
         tmp.replace(out)
     except OSError as e:
         raise ValueError(f"--out {str(out)!r}: cannot write it ({e.strerror or e})") from None
@@ -175,6 +182,7 @@ def main(argv=None) -> int:
                "  python -m search.export --study toy-5 --out best.json\n"
                "  python -m search.export --storage sqlite:///studies/hpyn.db --study sd15-5 --top 5 --out top5.json\n"
                "  python -m search.export --study sd15-5-fid+clip --pareto --out pareto.json\n"
+               "  python -m search.export --study toy-5 --format comfyui --out best_comfyui.txt\n"
                "then:\n"
                "  python -m hpyn.generate --model toy --config best.json --prompt 'a sneaker' --seeds 0-7 --out out/\n"
                "  python -m hpyn.schedule --model toy --config best.json")
@@ -183,14 +191,16 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--top", type=int, help="also list the K best complete trials under 'schedules'")
     g.add_argument("--pareto", action="store_true", help="fid+clip studies: list the Pareto front under 'schedules'")
-    p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--format", default="json", choices=("json", "comfyui"),
+                   help="json (default: the export document) or comfyui (sigma list for ManualSigmas, sampler, cfg)")
     args = p.parse_args(argv)
     try:
         if args.top is not None and not 1 <= args.top <= 10_000:
             raise ValueError(f"--top {args.top}: give the number of schedules to list, 1 to 10000")
         check_out(args.out)
         doc = export_study(args.storage, args.study, top=args.top, pareto=args.pareto)
-        path = write_export(doc, args.out)
+        path = write_export(doc, args.out, args.format)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -220,6 +220,12 @@ def test_export_round_trip(env, tmp_path):
     p = doc["provenance"]
     assert p["prompts"]["sha256"] and p["seeds"]["first"] == 0 and "optuna" in p["versions"]
     assert doc["conventions"]["extractor"] == "fake"
+    # the same schedule for ComfyUI: its ManualSigmas string is the exported grid
+    txt = tmp_path / "best_comfyui.txt"
+    assert export_main(["--storage", env.opts().storage, "--study", study.study_name, "--format", "comfyui",
+                        "--out", str(txt)]) == 0
+    from hpyn.comfyui import comfyui_sigmas
+    assert comfyui_sigmas(doc["sigmas"]) in txt.read_text()
 
 
 def test_export_of_an_empty_study_is_a_clear_error(env, tmp_path, capsys):
