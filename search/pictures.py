@@ -8,7 +8,6 @@ Matplotlib runs on the Agg backend (no display needed).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -225,23 +224,17 @@ def study_prompts(attrs: dict, n: int | None = None) -> tuple[list[str], list[in
     """The study's own prompts and seeds (image i: prompt_set[i mod size], seed first + i), as search.run drew
     them; ValueError when the prompt set no longer matches the hash stored in the study."""
     from objectives.prompts import load_prompts
+    from search.study import prompt_hash, prompt_spec
 
     p, s = attrs.get("prompts") or {}, attrs.get("seeds") or {}
     if "spec" not in p or "first" not in s:
         raise ValueError("the study attribute 'hpyn' has no prompt spec or seeds (not made by search.run?)")
-    spec = p["spec"]
-    if spec.startswith("coco2014:") and spec.endswith(".json"):  # search.run's spelling of a captions file
-        spec = "coco:" + spec[len("coco2014:"):]
-    prompt_set = load_prompts(spec)
+    prompt_set = load_prompts(prompt_spec(p["spec"]))
     total = int(p.get("n") or s.get("count") or 0)
     prompts = [prompt_set[i % len(prompt_set)] for i in range(total)]
     seeds = [int(s["first"]) + i for i in range(total)]
-    if p.get("sha256"):  # search.run.prompt_hash: sha256 over "seed\tprompt\n" lines
-        h = hashlib.sha256()
-        for pr, sd in zip(prompts, seeds):
-            h.update(f"{sd}\t{pr}\n".encode())
-        if h.hexdigest() != p["sha256"]:
-            raise ValueError(f"prompt set {p['spec']!r} no longer matches the study's (sha256 differs)")
+    if p.get("sha256") and prompt_hash(prompts, seeds) != p["sha256"]:
+        raise ValueError(f"prompt set {p['spec']!r} no longer matches the study's (sha256 differs)")
     return (prompts, seeds) if n is None else (prompts[:n], seeds[:n])
 
 
@@ -266,7 +259,7 @@ class Pictures:
 
 
 def _row_caption(r) -> str:
-    from search.note import describe_config, fmt
+    from search.facts import describe_config, fmt
     m = r.metrics or {}
     nums = f"FID {fmt(m.get('fid'))}" + (f" · CLIP {fmt(m.get('clip_score'))}" if m.get("clip_score") else "")
     same = f"\n= baseline {r.baseline}" if r.kind != "baseline" and r.baseline else ""

@@ -22,11 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.facts import StudyFacts, baseline_title, collect
 from search.note import (
-    StudyFacts,
     Table,
-    baseline_title,
-    collect,
     commands,
     meaning,
     metrics_table,
@@ -244,12 +242,6 @@ def _caption(name: str, f: StudyFacts, p: Pictures) -> str:
 
 
 # ---- command line ------------------------------------------------------------------------------------
-def _reference_spec(spec: str) -> str:
-    # search.run's spellings: dir:X is folder:X, coco:X is coco2014:X
-    return "folder:" + spec[4:] if spec.startswith("dir:") else "coco2014:" + spec[5:] if spec.startswith("coco:") \
-        else spec
-
-
 def load_for_pictures(facts: StudyFacts, model_name: str | None, prd: bool, device=None, say=print):
     """The study's model and (for PRD) an Evaluator with the study's reference and extractor."""
     from hpyn.models import load_model
@@ -264,11 +256,12 @@ def load_for_pictures(facts: StudyFacts, model_name: str | None, prd: bool, devi
     if prd and ref.get("spec"):
         from objectives.evaluate import Evaluator
         from objectives.features import EXTRACTORS
+        from search.study import reference_spec
         name = facts.conventions.get("extractor") or ""
         name = name if name in EXTRACTORS else name.split("/")[0]   # stored as NAME/LAYER, e.g. .../pool3
         kw = {"extractor": name} if name in EXTRACTORS else {}
         try:
-            evaluator = Evaluator(reference=_reference_spec(ref["spec"]), clip=None, metrics=("prd",),
+            evaluator = Evaluator(reference=reference_spec(ref["spec"]), clip=None, metrics=("prd",),
                                   device=device, n_reference=ref.get("n"), **kw)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             say(f"warning: no PRD curves: cannot build the study's evaluator ({type(e).__name__}: {e})")

@@ -4,7 +4,6 @@ them, baselines included), plus a real comparison grid drawn with the toy model.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html.parser
 import io
 import json
@@ -16,19 +15,14 @@ import pytest
 import torch
 
 from hpyn.config import SamplerConfig
-from search.note import collect, delta, fmt, round_floats, study_note, summary_sentence
+from search.facts import collect, delta, fmt, round_floats
+from search.note import study_note, summary_sentence
 from search.pictures import comparison_grid, study_prompts, tile_size
 from search.report import publish, render_html
+from search.study import prompt_hash
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 N = (16, 64)
-
-
-def _hash(prompts, seeds):  # search.run.prompt_hash
-    h = hashlib.sha256()
-    for p, s in zip(prompts, seeds):
-        h.update(f"{s}\t{p}\n".encode())
-    return h.hexdigest()
 
 
 def _attrs(config: SamplerConfig, table, fid: float, clip: float, n_last: int = N[-1], pruned: bool = False):
@@ -57,7 +51,7 @@ def make_study(path, multi: bool = False):
     study.set_user_attr("hpyn", {
         "model": "toy", "steps": 5, "objective": "fid+clip" if multi else "fid", "rungs": list(N), "guidance": 2.0,
         "seed": 0, "seeds": {"first": 0, "count": N[-1], "rule": "seed·1000000 + i"},
-        "prompts": {"spec": "toy", "sha256": _hash(prompts, seeds), "n": N[-1], "set_size": len(prompt_set)},
+        "prompts": {"spec": "toy", "sha256": prompt_hash(prompts, seeds), "n": N[-1], "set_size": len(prompt_set)},
         "reference": {"spec": "toy", "name": "toy", "n": 500}})
     def config(**kw):  # the schema-1 key `order` is read by every SamplerConfig version
         return SamplerConfig.from_dict({"steps": 5, "guidance": 2.0, **kw})
@@ -333,7 +327,7 @@ def test_command_line_writes_one_self_contained_page(study, tmp_path, capsys):
 
 
 def test_attributes_over_the_dashboard_limit_are_found(study):
-    from search.note import oversized_attrs
+    from search.facts import oversized_attrs
 
     study, _ = study
     assert oversized_attrs(study) == []
@@ -353,7 +347,7 @@ def test_the_study_prompts_are_checked_against_the_stored_hash(study):
 
 
 def test_configs_read_well():
-    from search.note import describe_config
+    from search.facts import describe_config
 
     assert describe_config({"steps": 5, "solver": "dpmpp_2m", "spacing": "karras", "rho": 7.0, "final": "zero",
                             "sigma_min": None, "guidance": 7.5, "freeu": [{"start": 0, "end": 2}]}) == \
@@ -366,7 +360,7 @@ def test_configs_read_well():
 
 
 def test_study_settings_split_under_the_dashboard_limit_and_merge_back():
-    from search.note import split_settings, study_settings
+    from search.facts import split_settings, study_settings
 
     settings = {"model": "toy", "steps": 5, "space": {f"dim{i}": [0.5, 3.0, "log"] for i in range(20)},
                 "versions": {f"package{i}": "1.2.3" for i in range(30)}, "rungs": [32, 128]}
