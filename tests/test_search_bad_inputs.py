@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 
+from hpyn.presets import classic_setting, paper_setting
 from search import export as export_mod
 from search import reproduce as reproduce_mod
 from search import run as run_mod
@@ -49,10 +50,12 @@ def ws(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/study.db")
-    good = {"config": {"guidance": 5.0, "solver": "dpmpp_1s"}, "sigmas": [14.6, 1.0, 0.1], "timesteps": [999, 500, 100]}
+    classic = classic_setting(2, 5.0).to_dict()
+    good = {"config": classic, "sigmas": [14.6, 1.0, 0.0], "timesteps": [999, 500]}
+    paper = {**good, "config": paper_setting("sd15", 2)[0].to_dict()}
     exports = {"good": good, "rising": {**good, "sigmas": [14.6, 0.1, 1.0]}, "nan": {**good, "sigmas": [14.6, float("nan"), 0.1]},
-               "short-ts": {**good, "timesteps": [999]}, "solver": {**good, "config": {"guidance": 5.0, "solver": "euler"}},
-               "keys": {"config": {}}, "guidance": {**good, "config": {"guidance": float("inf"), "solver": "dpmpp_1s"}}}
+               "paper": paper, "solver": {**good, "config": {**classic, "solver": "euler"}},
+               "keys": {"config": {}}, "guidance": {**good, "config": {**classic, "guidance": float("inf")}}}
     for name, doc in exports.items():
         (tmp_path / f"export-{name}.json").write_text(json.dumps(doc))
     (tmp_path / "notjson.json").write_text("{oops")
@@ -169,7 +172,7 @@ REPRODUCE = [
     (["--seeds", "5-2"], "5-2"), (["--seeds", "x"], "'x'"), (["--seeds", "-1"], "-1"), (["--seeds", "0-99999"], "0-99999"),
     (["--export", "WS/missing.json"], "missing.json"), (["--export", "WS/notjson.json"], "not valid JSON"),
     (["--export", "WS/export-keys.json"], "missing"), (["--export", "WS/export-rising.json"], "must decrease"),
-    (["--export", "WS/export-nan.json"], "nan"), (["--export", "WS/export-short-ts.json"], "timestep"),
+    (["--export", "WS/export-nan.json"], "nan"), (["--export", "WS/export-paper.json"], "not the classic"),
     (["--export", "WS/export-solver.json"], "euler"), (["--export", "WS/export-guidance.json"], "inf"),
     (["--out", "WS/afile"], "is a file"), (["--model", "/nonexistent/model"], "/nonexistent/model"),
     (["--prompt", ""], "--prompt ''"),
@@ -185,7 +188,7 @@ def test_search_reproduce_rejects(ws, capsys, args, bad):
 
 
 def test_reproduce_refuses_a_grid_whose_sigmas_increase(tmp_path):
-    doc = {"config": {"guidance": 1.0, "solver": "dpmpp_2m"}, "sigmas": [14.6, 2.0, 3.0, 0.0], "timesteps": [999, 600, 700]}
+    doc = {"config": classic_setting(3, 1.0).to_dict(), "sigmas": [14.6, 2.0, 3.0, 0.0], "timesteps": [999, 600, 700]}
     (tmp_path / "e.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="σ_1 = 2.0 and σ_2 = 3.0"):
         reproduce_mod.load_schedule(tmp_path / "e.json")
