@@ -263,8 +263,8 @@ def pruned_note(trial, f: StudyFacts) -> str:
     n = m.get("n") or stopped_at(trial)
     out = [f"# Pruned at N = {n}", "",
            (f"Its value, FID {fmt(m.get('fid'))}, is measured on {n} images. FID is biased by ~1/N, so it is not "
-           f"comparable with the N = {f.n} FIDs of complete trials; the pruner stopped it because it was worse "
-           f"than most trials at N = {n}."), ""]
+            f"comparable with the N = {f.n} FIDs of complete trials. The pruner stopped it there, comparing it "
+            f"with the other trials' FIDs at N = {n}."), ""]
     others = [(b.label, metrics_at(b.trial, n)) for b in f.rows if b.number != trial.number]
     others = [(lab, x["fid"]) for lab, x in others if x and x.get("fid") is not None]
     if others:

@@ -268,7 +268,8 @@ def _row_caption(r) -> str:
 
 def make_pictures(facts, folder: str | Path, *, model=None, evaluator=None, prompts: Sequence[str] | None = None,
                   seeds: Sequence[int] | None = None, columns: int | None = None, prd_n: int | None = None,
-                  study=None, batch_size: int = 16, log: Callable[[str], None] | None = print) -> Pictures:
+                  study=None, batch_size: int = 16, prd: bool = True,
+                  log: Callable[[str], None] | None = print) -> Pictures:
     """Draw every picture the inputs allow into `folder`; see the module docstring.
 
     model: a loaded hpyn model (comparison grid and PRD need it); evaluator: objectives.Evaluator (PRD needs its
@@ -317,6 +318,8 @@ def make_pictures(facts, folder: str | Path, *, model=None, evaluator=None, prom
         out.skipped["schedules.png"] = "no trial with a σ grid yet"
 
     # PRD: features of the same N images the trials were scored on, against the evaluator's reference
+    if not prd:
+        out.skipped["prd.png"] = "not asked for (--no-prd)"
     if "prd.png" not in out.skipped:
         if evaluator is None or model is None or getattr(evaluator, "extractor", None) is None:
             out.skipped["prd.png"] = ("needs the model and an evaluator with a feature extractor "

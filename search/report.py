@@ -57,7 +57,7 @@ class Published:
 
 def publish(study, *, model=None, evaluator=None, out_dir: str | Path | None = None, artifact_store=None,
             validation: dict | None = None, storage_url: str | None = None, prompts=None, seeds=None,
-            notes: bool = True, batch_size: int = 16, log: Callable[[str], None] | None = print) -> Published:
+            notes: bool = True, batch_size: int = 16, prd: bool = True, log: Callable[[str], None] | None = print) -> Published:
     """Pictures → study artifacts → study and baseline notes → report.html. Call at the end of a run (and of
     validation); with the run's loaded `model` and `evaluator` the comparison grid and the PRD curves are drawn
     too. Failures are logged and returned in `.errors`, never raised: a finished study must not fail here."""
@@ -70,7 +70,7 @@ def publish(study, *, model=None, evaluator=None, out_dir: str | Path | None = N
     say(f"publishing study {study.study_name!r} to {folder}/")
     try:
         out.pictures = make_pictures(out.facts, folder, model=model, evaluator=evaluator, prompts=prompts,
-                                     seeds=seeds, study=study, batch_size=batch_size, log=log)
+                                     seeds=seeds, study=study, batch_size=batch_size, prd=prd, log=log)
     except Exception as e:  # noqa: BLE001 - see docstring
         out.errors["pictures"] = f"{type(e).__name__}: {e}"
     urls: dict[str, str] = {}
@@ -335,7 +335,8 @@ def main(argv=None) -> int:
         folder = Path(args.pictures) if args.pictures else default_folder(url, args.study)
         store = artifact_store(artifact_dir(url)) if args.save_note else None
         pub = publish(study, model=model, evaluator=evaluator, out_dir=folder, artifact_store=store,
-                      validation=validation, storage_url=url, notes=args.save_note, batch_size=args.batch_size)
+                      validation=validation, storage_url=url, notes=args.save_note, batch_size=args.batch_size,
+                      prd=not args.no_prd)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

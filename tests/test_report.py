@@ -214,7 +214,7 @@ def test_publish_with_the_toy_model_draws_every_picture_uploads_and_notes(tmp_pa
 def test_without_a_model_the_pictures_that_need_one_are_skipped_with_a_reason(study, tmp_path):
     study, storage = study
     pub = publish(study, out_dir=tmp_path / "pics", storage_url=storage, notes=False, log=None)
-    assert set(pub.pictures.files) == {"schedules.png"}
+    assert set(pub.pictures.files) == {"schedules.png"} and "PRD curves are not stored" in pub.pictures.skipped["prd.png"]
     assert "no model loaded" in pub.pictures.skipped["comparison.png"]
     page = pub.html.read_text()
     _check_html(page, n_images=1)
