@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DASHBOARD_ATTR_LIMIT", "METRICS", "Row", "StudyFacts", "baseline_title", "collect", "delta",
-           "describe_config", "fmt", "fmt_group", "oversized_attrs", "round_floats", "row_label", "schedule_text",
-           "split_settings", "study_settings"]
+__all__ = ["DASHBOARD_ATTR_LIMIT", "METRICS", "Row", "StudyFacts", "baseline_title", "collect", "curve_from_attr",
+           "delta", "describe_config", "fmt", "fmt_group", "oversized_attrs", "prd_curve_attr", "round_floats",
+           "row_label", "schedule_text", "split_settings", "study_settings"]
 
 
 def _table_metrics() -> tuple[tuple[str, str, int, int], ...]:
@@ -89,6 +89,23 @@ def study_settings(user_attrs: dict, name: str = "hpyn") -> dict:
         if k.startswith(name + ":") and isinstance(v, dict):
             out.update(v)
     return out
+
+
+def prd_curve_attr(curve, n: int, points: int = 41, digits: int = 3) -> dict:
+    """A PRD curve (objectives.prd.PRDCurve, 1001 angles) as a trial attribute under the dashboard's limit:
+    `points` angles evenly spaced in its θ grid (first and last kept), `digits` decimals, and its N."""
+    import numpy as np
+    idx = np.unique(np.linspace(0, len(curve.precision) - 1, points).round().astype(int))
+    return {"n": int(n), "precision": [round(float(x), digits) for x in curve.precision[idx]],
+            "recall": [round(float(x), digits) for x in curve.recall[idx]]}
+
+
+def curve_from_attr(attr: dict):
+    """The objectives.prd.PRDCurve of a `prd_curve_attr` (for plotting; its F-scores are of the thinned curve)."""
+    import numpy as np
+
+    from objectives.prd import PRDCurve
+    return PRDCurve(np.asarray(attr["precision"], float), np.asarray(attr["recall"], float))
 
 
 def fmt(value: float | None, digits: int = 4) -> str:

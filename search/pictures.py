@@ -166,13 +166,14 @@ def schedule_plot(series: Sequence[tuple[str, Sequence[float], Sequence[float] |
     return _save(fig, path)
 
 
-def prd_plot(curves: dict[str, Any], path: str | Path, title: str | None = None) -> Path:
-    """PRD curves (objectives.prd.PRDCurve) overlaid, with max F8 / F1/8 in a legend below the axes (curves of
-    poor samplers hug the origin, where objectives.prd.plot_prd's legend sits)."""
+def prd_plot(curves: dict[str, Any], path: str | Path, title: str | None = None,
+             scores: dict[str, tuple[float, float]] | None = None) -> Path:
+    """PRD curves (objectives.prd.PRDCurve) overlaid, with max F8 / F1/8 (`scores`, else from the curves) in a
+    legend below the axes (curves of poor samplers hug the origin, where objectives.prd.plot_prd's legend sits)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.6, 5.6))
     for k, (label, c) in enumerate(curves.items()):
-        f8, f18 = c.f_beta(8)
+        f8, f18 = (scores or {}).get(label) or c.f_beta(8)
         ax.plot(c.recall, c.precision, color=COLORS[k % len(COLORS)], lw=2 if k == 0 else 1.5,
                 label=f"{label}: F8 = {f8:.3f} (recall), F1/8 = {f18:.3f} (precision)")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="recall β", ylabel="precision α")
@@ -253,7 +254,7 @@ def _distinct(prompts: Sequence[str], k: int) -> list[int]:
 class Pictures:
     folder: Path
     files: dict[str, Path] = field(default_factory=dict)      # name (comparison.png, ...) → path
-    skipped: dict[str, str] = field(default_factory=dict)     # name → why it was not drawn
+    skipped: dict[str, str] = field(default_factory=dict)     # name → why it was not drawn (or only in part)
     layout: dict | None = None                                # of the comparison grid
     prd: dict[str, tuple[float, float]] = field(default_factory=dict)   # label → (F8, F1/8) recomputed
 
@@ -317,33 +318,14 @@ def make_pictures(facts, folder: str | Path, *, model=None, evaluator=None, prom
     else:
         out.skipped["schedules.png"] = "no trial with a σ grid yet"
 
-    # PRD: features of the same N images the trials were scored on, against the evaluator's reference
+    # PRD: the curves the trials stored (attribute prd_curve), else recomputed from the same images
     if not prd:
         out.skipped["prd.png"] = "not asked for (--no-prd)"
-    if "prd.png" not in out.skipped:
-        if evaluator is None or model is None or getattr(evaluator, "extractor", None) is None:
-            out.skipped["prd.png"] = ("needs the model and an evaluator with a feature extractor "
-                                      "(PRD curves are not stored per trial; they are recomputed from images)")
-        elif not rows:
-            out.skipped["prd.png"] = "no trial with a config yet"
-        else:
-            n = prd_n or facts.n or 64
-            # the search's chunks (one per rung; one for fid+clip) and batch size: the same pixels, so the same
-            # features; k-means turns last-bit differences into F8 changes in the second decimal
-            rungs = [] if facts.multi else [r for r in facts.attrs.get("rungs") or [] if r < n]
-            bs = facts.attrs.get("batch_size") or batch_size
-            curves = {}
-            for r in rows:
-                imgs = _generate_in_chunks(model, SamplerConfig.from_dict(r.config), prompts, seeds, rungs + [n], bs)
-                curve = evaluator.prd(evaluator.image_features(imgs))
-                curves[short_label(r)] = curve
-                out.prd[short_label(r)] = curve.f_beta(8)
-                m = r.metrics or {}
-                if m.get("prd_f8") is not None and n == m.get("n"):
-                    say(f"  PRD {short_label(r)}: F8/F1/8 {curve.f_beta(8)[0]:.3f}/{curve.f_beta(8)[1]:.3f} "
-                        f"recomputed, {m['prd_f8']:.3f}/{m.get('prd_f1_8', float('nan')):.3f} stored")
-            out.files["prd.png"] = prd_plot(curves, out.folder / "prd.png", title=f"PRD at N = {n}")
-            say(f"  PRD curves: {len(curves)} samplers at N = {n} -> {out.files['prd.png']}")
+    elif not rows:
+        out.skipped["prd.png"] = "no trial with a config yet"
+    elif "prd.png" not in out.skipped:
+        _prd_picture(out, facts, rows, model, evaluator, prompts, seeds, prd_n or facts.n or 64,
+                     facts.attrs.get("batch_size") or batch_size, say)
 
     # Pareto front (fid+clip)
     if facts.multi:
@@ -356,8 +338,44 @@ def make_pictures(facts, folder: str | Path, *, model=None, evaluator=None, prom
         else:
             out.skipped["pareto.png"] = "no complete trial with FID and CLIP score yet"
     for name, why in out.skipped.items():
-        say(f"  {name} skipped: {why}")
+        say(f"  {name} {'in part' if name in out.files else 'skipped'}: {why}")
     return out
+
+
+def _prd_picture(out: Pictures, facts, rows, model, evaluator, prompts, seeds, n: int, batch_size: int, say):
+    from hpyn.config import SamplerConfig
+    from search.facts import curve_from_attr
+
+    curves, scores, missing = {}, {}, []
+    can = model is not None and prompts is not None and getattr(evaluator, "extractor", None) is not None
+    for r in rows:
+        label, m = short_label(r), r.metrics or {}
+        stored = r.trial.user_attrs.get("prd_curve")
+        if stored and stored.get("n") == n:
+            curves[label] = curve_from_attr(stored)
+            scores[label] = (m.get("prd_f8"), m.get("prd_f1_8"))   # of the full curve, as stored
+        elif can:
+            # the search's chunks (one per rung; one for fid+clip) and batch size give the same pixels, so the
+            # same features: k-means turns last-bit differences into F8 changes in the second decimal
+            bounds = ([] if facts.multi else [b for b in facts.attrs.get("rungs") or [] if b < n]) + [n]
+            imgs = _generate_in_chunks(model, SamplerConfig.from_dict(r.config), prompts, seeds, bounds, batch_size)
+            curves[label] = evaluator.prd(evaluator.image_features(imgs))
+            scores[label] = curves[label].f_beta(8)
+            if m.get("prd_f8") is not None and n == m.get("n"):
+                say(f"  PRD {label}: F8/F1/8 {scores[label][0]:.3f}/{scores[label][1]:.3f} recomputed, "
+                    f"{m['prd_f8']:.3f}/{m.get('prd_f1_8', float('nan')):.3f} stored")
+        else:
+            missing.append(label)
+    out.prd = dict(scores)
+    why = ("no stored curve (trial attribute prd_curve), and recomputing one needs the model and an evaluator with "
+           "a feature extractor")
+    if not curves:
+        out.skipped["prd.png"] = why
+        return
+    if missing:
+        out.skipped["prd.png"] = f"{', '.join(missing)} left out: {why}"   # drawn, in part
+    out.files["prd.png"] = prd_plot(curves, out.folder / "prd.png", title=f"PRD at N = {n}", scores=scores)
+    say(f"  PRD curves: {len(curves)} samplers at N = {n} -> {out.files['prd.png']}")
 
 
 def _generate_in_chunks(model, config, prompts, seeds, bounds: Sequence[int], batch_size: int):

@@ -200,7 +200,8 @@ def render_html(f: StudyFacts, pictures: Pictures | None = None, validation: dic
     else:
         for name, title in PICTURES.items():
             if name in pictures.files:
-                cap = _caption(name, f, pictures)
+                cap = _caption(name, f, pictures) + (f" ({pictures.skipped[name]})" if name in pictures.skipped
+                                                      else "")
                 narrow = " class='narrow'" if name in ("prd.png", "pareto.png") else ""
                 body.append(f"<figure{narrow}><img src='{_data_uri(pictures.files[name])}' alt='{_e(title)}'>"
                             f"<figcaption><strong>{_e(title)}.</strong> {_e(cap)}</figcaption></figure>")
@@ -235,9 +236,9 @@ def _caption(name: str, f: StudyFacts, p: Pictures) -> str:
     if name == "schedules.png":
         return "Left: σ per grid point on a log scale (▼: the jump to σ = 0 of a classic ending); right: U-Net t."
     if name == "prd.png":
-        return ("Recomputed from the same N images (prompts, seeds, rung chunks) and reference as the search; with "
-                "the run's batch size its F8 / F1/8 equal the table's. Curves further up and right are better; F8 "
-                "weighs recall, F1/8 precision.")
+        return ("The curves the trials stored, or recomputed from the same N images (prompts, seeds, rung chunks) "
+                "and reference as the search (with the run's batch size their F8 / F1/8 equal the table's). Curves "
+                "further up and right are better; F8 weighs recall, F1/8 precision.")
     return "Grey: trials; red: the Pareto front (FID ↓, CLIP ↑); stars: the baselines."
 
 

@@ -37,7 +37,7 @@ def _attrs(config: SamplerConfig, table, fid: float, clip: float, n_last: int = 
                             "clip_model": "toy-clip", "clip_score": "100*max(cos,0), mean over samples"}}
 
 
-def make_study(path, multi: bool = False):
+def make_study(path, multi: bool = False, baseline_curve: dict | None = None):
     from hpyn.noise import NoiseTable
     from objectives.prompts import load_prompts
 
@@ -66,6 +66,8 @@ def make_study(path, multi: bool = False):
     for config, fid, clip, extra, state in specs:
         pruned = state == P
         attrs = {**_attrs(config, table, fid, clip, N[0] if pruned else N[-1], pruned), **extra}
+        if baseline_curve and "baseline" in extra:
+            attrs["prd_curve"] = baseline_curve
         values = None if pruned else ([attrs["fid"], clip] if multi else [attrs["fid"]])
         if multi and pruned:
             continue
@@ -214,7 +216,7 @@ def test_publish_with_the_toy_model_draws_every_picture_uploads_and_notes(tmp_pa
 def test_without_a_model_the_pictures_that_need_one_are_skipped_with_a_reason(study, tmp_path):
     study, storage = study
     pub = publish(study, out_dir=tmp_path / "pics", storage_url=storage, notes=False, log=None)
-    assert set(pub.pictures.files) == {"schedules.png"} and "PRD curves are not stored" in pub.pictures.skipped["prd.png"]
+    assert set(pub.pictures.files) == {"schedules.png"} and "no stored curve" in pub.pictures.skipped["prd.png"]
     assert "no model loaded" in pub.pictures.skipped["comparison.png"]
     page = pub.html.read_text()
     _check_html(page, n_images=1)
@@ -371,3 +373,22 @@ def test_study_settings_split_under_the_dashboard_limit_and_merge_back():
     assert split_settings({"model": "toy"}) == {"hpyn": {"model": "toy"}}
     with pytest.raises(ValueError, match="'space' alone is"):
         split_settings({"space": "x" * 2000})
+
+
+def test_stored_prd_curves_are_drawn_without_a_model(tmp_path):
+    from objectives.prd import prd_from_histograms
+    from search.facts import curve_from_attr, prd_curve_attr
+    from objectives.prd import PRDCurve
+
+    p, r = prd_from_histograms(np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5]))
+    attr = prd_curve_attr(PRDCurve(p, r), n=64)
+    assert len(attr["precision"]) == 41 and attr["n"] == 64 and len(json.dumps(attr)) < 1024
+    back = curve_from_attr(attr)
+    assert back.f_beta(8) == pytest.approx(PRDCurve(p, r).f_beta(8), abs=0.02)   # thinned, 3 decimals
+
+    study, storage = make_study(tmp_path / "s.db", baseline_curve=attr)   # the best stores none
+    pub = publish(study, out_dir=tmp_path / "pics", storage_url=storage, notes=False, log=None)
+    assert "prd.png" in pub.pictures.files and set(pub.pictures.prd) == {"paper #0", "dpmpp2m-karras #1"}
+    assert pub.pictures.prd["paper #0"] == pytest.approx((0.86, 0.78))   # the stored scores of the full curve
+    assert "best #2 left out" in pub.pictures.skipped["prd.png"]
+    assert "best #2 left out" in pub.html.read_text()
