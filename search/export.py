@@ -70,7 +70,8 @@ def export_study(storage: str, study_name: str, *, top: int | None = None, paret
         names = optuna.get_all_study_names(storage=rdb)
         raise ValueError(f"no study {study_name!r} in {redact(storage)}; studies there: {names}") from None
     S = optuna.trial.TrialState
-    attrs = study.user_attrs.get("hpyn")
+    from search.facts import study_settings
+    attrs = study_settings(study.user_attrs) or None
     if attrs is None:
         raise ValueError(f"study {study_name!r} was not made by search.run (no 'hpyn' study attribute)")
     complete = study.get_trials(deepcopy=False, states=(S.COMPLETE,))
@@ -98,6 +99,14 @@ def export_study(storage: str, study_name: str, *, top: int | None = None, paret
         feasible = [t for t in complete if t.system_attrs.get("constraints:clip", 0.0) <= 0]
         chosen = sorted(feasible, key=lambda t: t.value)[:top] if top else None
     last = attrs["rungs"][-1]
+    from search.validate import validation_summary
+    validation = validation_summary(study)
+    search_best = best
+    if validation is not None and not multi and validation["best"].get("trial") is not None:
+        # the best *validated* candidate (held-out FID; a baseline can win); the search's own pick stays listed
+        picked = [t for t in study.get_trials(deepcopy=False) if t.number == validation["best"]["trial"]]
+        if picked and picked[0].user_attrs.get("config"):
+            best = picked[0]
     base = {}
     for t in study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)):
         name = t.user_attrs.get("baseline")
@@ -111,9 +120,13 @@ def export_study(storage: str, study_name: str, *, top: int | None = None, paret
         "kind": "hpyn.search export",
         "model": attrs["model"], "model_source": attrs.get("model_source"), "steps": attrs["steps"],
         "objective": attrs["objective"], "trial": best.number, "baseline": u.get("baseline"),
-        "config": u["config"], "sigmas": u["sigmas"], "timesteps": u["timesteps"],
-        "metrics": trial_metrics(best, last), "rungs": u.get("rungs"), "conventions": u.get("conventions"),
+        "config": u["config"], "sigmas": u.get("sigmas"), "timesteps": u.get("timesteps"),
+        "metrics": trial_metrics(best, last), "rungs": u.get("rungs"),
+        "conventions": study.user_attrs.get("conventions") or u.get("conventions"),
         "baselines": base,
+        "selected_by": "held-out validation" if validation is not None and not multi else "search value",
+        "search_best_trial": search_best.number,
+        "validation": validation,
         "provenance": {
             "study": study_name, "storage": redact(storage), "created": attrs.get("created"),
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": attrs.get("versions"),
@@ -126,9 +139,9 @@ def export_study(storage: str, study_name: str, *, top: int | None = None, paret
         "reproduce": {
             "hpyn": f"python -m hpyn.generate --model {attrs['model']} --config THIS.json --prompt '...' "
                     "--seeds 0-7 --out out/",
-            "diffusers": f"python -m search.reproduce --export THIS.json --model {attrs.get('model_source')} "
-                         "--prompt '...' --seeds 0-7 --out out/  (search/reproduce.py: torch + diffusers only, "
-                         "a short DPM-Solver++ loop over pipe.unet with 'sigmas' and 'timesteps')",
+            "diffusers": "import hpyn; applied = hpyn.apply(pipe, 'THIS.json'); "
+                         "pipe(prompt, **applied.call_kwargs, generator=torch.Generator().manual_seed(0))",
+            "comfyui": f"python -m hpyn.schedule --model {attrs['model']} --config THIS.json --format comfyui",
         },
     }
     if chosen is not None:
@@ -204,6 +217,13 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if doc.get("validation") is None and doc["objective"] == "fid":
+        print(f"warning: study {args.study!r} was never validated on held-out prompts and seeds; its best is the "
+              f"search's own pick (run python -m search.validate --study {args.study} --storage {args.storage})",
+              file=sys.stderr)
+    elif doc.get("validation") and doc["validation"].get("stale"):
+        print("warning: the study's top trials changed since its validation; run python -m search.validate again",
+              file=sys.stderr)
     m = doc["metrics"] or {}
     print(f"wrote {path}: trial {doc['trial']} of study {args.study!r}, FID {m.get('fid', float('nan')):.3f} at "
           f"n={m.get('n')}" + "".join(f"; {k} FID {(v['metrics'] or {}).get('fid', float('nan')):.3f}"

@@ -37,6 +37,8 @@ from search.trials import (
     format_metrics,
     record_config,
     record_failure,
+    record_conventions,
+    record_prd_curve,
     record_rung,
     trial_metrics,
 )
@@ -128,12 +130,17 @@ class Objective:
                 images[:] = [torch.cat(images)[:self.grid_images]]
             done = n
             row = record_rung(trial, history, n, metrics, gen_s, time.perf_counter() - t - gen_s)
+            if n == rungs[-1]:
+                record_conventions(trial, metrics.get("conventions"))
+                last = getattr(self.evaluator, "last", None)
+                record_prd_curve(trial, (last or {}).get("prd") if "prd_f8" in metrics else None, n)
             if not self.multi:
                 trial.report(row["fid"], step=n)
                 # baselines ask too (so the pruner ranks them at every rung) but always run to the end
                 prune = n != rungs[-1] and trial.should_prune() and baseline is None
                 self._progress(trial, row, config, "pruned" if prune else ("done" if n == rungs[-1] else "rung"))
                 if prune:
+                    trial.set_user_attr("pruned_at_n", n)
                     self._finish(trial, t0, torch.cat(images), row)
                     raise optuna.TrialPruned(f"FID {row['fid']:.3f} at n={n}")
             else:

@@ -137,6 +137,9 @@ class RunOptions:
     artifacts: str | None = opt(None, "artifact folder for image grids (default: beside the SQLite file)")
     startup_trials: int = opt(8, "random trials before TPE takes over (default 8)")
     quiet: bool = opt(False, "no per-trial progress lines")
+    no_validate: bool = opt(False, "skip the held-out validation of the finalists and baselines at the end "
+                                   "(run it later with python -m search.validate)")
+    no_report: bool = opt(False, "skip the study note, pictures and report.html at the end (python -m search.report)")
     heartbeat: int | None = opt(30, "seconds between heartbeats of a running trial (default 30; 0 = off). A trial "
                                     "of a killed worker is failed after 3x this and run again by a live worker",
                                 group="workers")
@@ -221,8 +224,9 @@ def _check(o: RunOptions) -> None:
     _int(o, "heartbeat", 1, MAX_HEARTBEAT)
     _float(o, "gpus_per_trial", 0)
     _int(o, "max_concurrent", 1)
-    if not isinstance(o.quiet, bool):
-        raise _bad("quiet", o.quiet, "must be True or False")
+    for name in ("quiet", "no_validate", "no_report"):
+        if not isinstance(getattr(o, name), bool):
+            raise _bad(name, getattr(o, name), "must be True or False")
     bad = [b for b in o.baselines if b not in BASELINES]
     if bad or len(set(o.baselines)) != len(o.baselines):
         raise ValueError(f"--baselines {','.join(o.baselines)!r}: choose each at most once from "

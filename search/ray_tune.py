@@ -52,6 +52,7 @@ from search.trials import (
     finished_count,
     reason,
     record_config,
+    record_conventions,
     verdict,
 )
 
@@ -146,7 +147,10 @@ class StudySearch(_optuna_search_cls()):  # type: ignore[misc]
                                                   "model_loads": result.get("worker_loads")})
         # (attributes travel as JSON: Tune flattens nested dicts in the results it hands to searchers)
         for k, v in json.loads(result.get("attrs_json") or "{}").items():
-            ot_trial.set_user_attr(k, v)
+            if k == "conventions":   # once per study (search.trials.record_conventions)
+                record_conventions(ot_trial, v)
+            else:
+                ot_trial.set_user_attr(k, v)
         fid, n = result.get("fid"), result.get("n")
         if fid is not None and n is not None and math.isfinite(fid):
             frozen = ot_trial.study._storage.get_trial(ot_trial._trial_id)

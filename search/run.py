@@ -237,6 +237,7 @@ def _run(opts, evaluator, model, callbacks, log, ray_factory):
                 f"(target {o.trials}); give a larger --trials to go on")
             summary(existing, say)
             return existing
+    own_metrics = evaluator is None   # a caller with its own evaluator (tests, notebooks) validates/reports itself
     if o.backend == "local":
         model, evaluator = _loaded(prep, model, evaluator, say)
     storage = storage or open_storage(prep.storage_url, o.heartbeat)
@@ -278,7 +279,31 @@ def _run(opts, evaluator, model, callbacks, log, ray_factory):
     failure = _verdict(study, finished_before, stopper)
     if failure:
         raise RunFailed(f"study {prep.study_name!r}: {failure}", study)
+    if o.backend == "local" and own_metrics:
+        _finish(prep, study, model, evaluator, artifact_store(art), say)
     return study
+
+
+def _finish(prep: Prepared, study, model, evaluator, artifacts, say) -> None:
+    """After the search: held-out validation of the finalists (search.validate), then the study note, pictures and
+    report (search.report). A validation that cannot run here is reported with the command to run it later; the
+    study itself is complete either way."""
+    o = prep.opts
+    validation = None
+    if not o.no_validate and len(study.directions) == 1:
+        from search.validate import ValidateOptions, run_validation
+        try:
+            validation = run_validation(study, ValidateOptions(device=o.device, batch_size=o.batch_size),
+                                        model=model, log=say)
+        except ValueError as e:
+            say(f"validation skipped: {e}\n  (run it later: python -m search.validate --study {study.study_name} "
+                f"--storage {prep.storage_url})")
+    if not o.no_report:
+        from search.report import publish
+        publish(study, model=model, evaluator=evaluator, artifact_store=artifacts,
+                validation={k: v for k, v in validation.items() if k != "images"} if validation else None,
+                storage_url=prep.storage_url, prompts=prep.prompts, seeds=prep.seeds, batch_size=o.batch_size,
+                log=say)
 
 
 def _optimize(prep: Prepared, study, model, evaluator, artifacts, callbacks, log) -> None:
@@ -305,7 +330,8 @@ def summary(study, say, storage_url: str | None = None, art=None) -> None:
     S = optuna.trial.TrialState
     c = counts(study)
     say("trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(c.items())))
-    attrs = study.user_attrs.get("hpyn", {})
+    from search.facts import study_settings
+    attrs = study_settings(study.user_attrs)
     last = attrs.get("rungs", [None])[-1]
     for t in study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)):
         if t.user_attrs.get("baseline"):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from search.options import MUST_MATCH, RunOptions, flag, resolve
+from search.facts import split_settings, study_settings
 
 __all__ = [
     "SEED_STRIDE",
@@ -184,6 +185,7 @@ def prepare(opts: RunOptions) -> Prepared:
     }
     attrs = {k: recorded.get(k, getattr(o, k)) for k in MUST_MATCH}
     attrs.update(model_source=spec.source, model_family=spec.family, space_source=space.source,
+                 batch_size=o.batch_size,   # images per batch change PRD's k-means draws: reports redraw the same
                  seeds={"first": seeds[0], "count": n, "rule": f"seed·{SEED_STRIDE} + i"})
     return Prepared(o, spec, table, space, prompts, seeds, o.rungs, url, name, attrs, tuple(notes))
 
@@ -278,7 +280,7 @@ def enqueue_baselines(study, prep: Prepared) -> list[tuple[str, str]]:
 # ---- the study ---------------------------------------------------------------------------------------------
 def check_settings(prep: Prepared, study) -> None:
     """Refuse to resume a study made with other settings (its trials would not be comparable)."""
-    old = study.user_attrs.get("hpyn")
+    old = study_settings(study.user_attrs) or None
     if old is None:
         raise ValueError(f"study {prep.study_name!r} in {prep.storage_url} was not made by search.run; "
                          "pick another --study name")
@@ -317,8 +319,11 @@ def open_study(prep: Prepared, storage=None):
                                 sampler=make_sampler(prep.opts, n_existing, worker_index),
                                 pruner=make_pruner(prep.opts.pruner, prep.rungs), **kw)
     if existing is None:
-        study.set_user_attr("hpyn", {**prep.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                     "versions": versions()})
+        # under optuna-dashboard's 1,024-character limit: the largest settings in their own attributes
+        settings = {**prep.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "versions": versions()}
+        for key, value in split_settings(settings).items():
+            study.set_user_attr(key, value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["FID"] if prep.opts.objective == "fid" else ["FID", "CLIP score"])

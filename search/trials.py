@@ -3,8 +3,12 @@
 User attributes of a trial (the dashboard and `search.export` read them):
   config, sigmas, timesteps   the SamplerConfig and its σ grid / U-Net timesteps  (`record_config`)
   rungs                       one row per rung reached: n, every metric, generate_s, metrics_s  (`record_rung`)
-  fid, kid_mean, ..., n       the last rung's metrics (names, directions, formats: objectives.metrics)
-  conventions                 how the last rung's metrics were computed (extractor, resize, N, ...)
+  fid, kid_mean, ..., n       the last rung's metrics (names, directions, formats: objectives.metrics); stored
+                              rounded to 7 significant digits (the trial's value keeps full precision)
+  pruned_at_n                 a pruned trial's rung: its value is an FID at this N, not at the last rung's
+  prd_curve                   the last rung's PRD curve, thinned to 41 angles (search.facts.prd_curve_attr)
+The study, not each trial, holds the evaluation conventions of the last rung (study attribute `conventions`:
+extractor, resize, N, KID/PRD settings, CLIP model; `record_conventions`), so trial pages stay short.
   wall_time_s, fail_reason    (`record_failure`; a failed trial always says why)
   baseline, baseline_note, fixed_config   tags of an enqueued baseline
   retry_of, retry_reason      a retried copy of a trial that died or was interrupted (`retry`)
@@ -30,12 +34,15 @@ __all__ = [
     "format_metrics",
     "reason",
     "record_config",
+    "record_conventions",
     "record_failure",
     "record_rung",
     "retry",
     "trial_metrics",
     "verdict",
 ]
+
+DIGITS = 7   # significant digits of stored metrics (search.facts.round_floats); FID 129.9851
 
 TAGS = ("baseline", "baseline_note", "fixed_config")   # what a retried copy of a trial keeps
 
@@ -77,21 +84,41 @@ def record_config(trial, config, table) -> dict:
 
 
 def record_rung(trial, history: list, n: int, metrics: dict, generate_s: float, metrics_s: float) -> dict:
-    """Append rung `n`'s row (every metric that is not None, times) to `history`, record it; returns the row.
-    Raises FloatingPointError naming a non-finite metric (a failed trial, not a score)."""
+    """Append rung `n`'s row (every metric that is not None, times) to `history`, record it (rounded to `DIGITS`
+    significant digits); returns the full-precision row. Raises FloatingPointError naming a non-finite metric (a
+    failed trial, not a score)."""
+    from search.facts import round_floats
     bad = [k for k in METRIC_KEYS if isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])]
     if bad:
         raise FloatingPointError(f"non-finite {', '.join(f'{k}={metrics[k]}' for k in bad)} at n={n}")
     row = {"n": n, **{k: float(metrics[k]) for k in METRIC_KEYS if metrics.get(k) is not None},
            "generate_s": round(generate_s, 3), "metrics_s": round(metrics_s, 3)}
     history.append(row)
-    trial.set_user_attr("rungs", history)
+    trial.set_user_attr("rungs", round_floats(history, DIGITS))
     for k in METRIC_KEYS + ("n",):
         if k in row:
-            trial.set_user_attr(k, row[k])
-    if metrics.get("conventions") is not None:  # of the last rung reached (N-dependent: KID subsets, PRD sizes)
-        trial.set_user_attr("conventions", metrics["conventions"])
+            trial.set_user_attr(k, round_floats(row[k], DIGITS))
     return row
+
+
+def record_conventions(trial, conventions: dict | None) -> None:
+    """The evaluation conventions of the last rung, once per study (study attribute `conventions`). A trial with
+    no study (a Ray worker's) records them as its own attribute; the Ray driver moves it to the study."""
+    if not conventions:
+        return
+    study = getattr(trial, "study", None)
+    if study is None:
+        trial.set_user_attr("conventions", conventions)
+    elif study.user_attrs.get("conventions") != conventions:
+        study.set_user_attr("conventions", conventions)
+
+
+def record_prd_curve(trial, curve, n: int) -> None:
+    """The last rung's PRD curve (objectives.prd.PRDCurve) as trial attribute `prd_curve`, under the dashboard's
+    limit (search.facts.prd_curve_attr), so that search.report draws it without regenerating images."""
+    if curve is not None:
+        from search.facts import prd_curve_attr
+        trial.set_user_attr("prd_curve", prd_curve_attr(curve, n))
 
 
 def record_failure(trial, e: BaseException, t0: float | None = None) -> str:
@@ -114,7 +141,7 @@ def verdict(n: int | None, fid: float | None, final_n: int, *, failed: str | Non
         return S.COMPLETE, float(fid), {}
     if stopped_early and reported:
         # the scheduler stopped it at a lower rung: PRUNED (value = its last FID), never a COMPLETE low-n value
-        return S.PRUNED, None, {"pruned_by": "ray-scheduler"}
+        return S.PRUNED, None, {"pruned_by": "ray-scheduler", "pruned_at_n": int(n)}
     # stopped before the last rung by something else (the time budget, an interruption): not a verdict on it
     return S.FAIL, None, {"fail_reason": f"stopped at n={n} before the last rung (time budget or interruption)"}
 

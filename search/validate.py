@@ -244,7 +244,8 @@ def _slice(ref, lo: int, hi: int):
 def plan_validation(study, opts: ValidateOptions = ValidateOptions()) -> Plan:
     """Check the study and the options and fix the held-out set; ValueError naming the bad value. Generates nothing."""
     _check_options(opts)
-    attrs = study.user_attrs.get("hpyn")
+    from search.facts import study_settings
+    attrs = study_settings(study.user_attrs) or None
     if not attrs:
         raise ValueError(f"study {study.study_name!r} was not made by search.run (no 'hpyn' study attribute)")
     cands = tuple(select_candidates(study, opts.top))
@@ -601,6 +602,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="load this model (a folder or hub id with the study's weights) instead")
     p.add_argument("--cache", help="cache folder (default $HPYN_CACHE or ~/.cache/hpyn)")
     p.add_argument("--json", help="also write the summary as JSON here")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not refresh the study note, pictures and report.html afterwards (search.report)")
     a = p.parse_args(argv)
     opts = ValidateOptions(top=a.top, n=a.n, n_reference=a.n_reference, reference_split=a.reference_split,
                            prompts=a.prompts, judges=tuple(j for j in a.judges.split(",") if j) if a.judges else None,
@@ -628,6 +631,10 @@ def main(argv=None) -> int:
         from pathlib import Path
         summary.pop("images", None)
         Path(a.json).write_text(json.dumps(summary, indent=2) + "\n")
+    if not a.no_report:   # the note, pictures and report now carry the verdicts
+        from search.report import main as report
+        return report(["--study", a.study, "--storage", a.storage, "--save-note", "--batch-size",
+                       str(a.batch_size or 16)] + (["--device", a.device] if a.device else []))
     return 0
 
 

@@ -187,6 +187,22 @@ def test_validation_records_resumes_after_a_kill_and_reproduces(tmp_path, tiny_m
     assert V.validation_summary(study)["stale"] is True
 
 
+def test_export_picks_the_best_validated_candidate_and_carries_the_validation(tmp_path, tiny_model, scorers):
+    from search.export import export_study
+    study = make_study(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    before = export_study(url, study.study_name)
+    assert before["validation"] is None and before["selected_by"] == "search value" and before["trial"] == 2
+    V.run_validation(study, V.ValidateOptions(**{**OPTS.__dict__, "cache": str(tmp_path / "c")}), model=tiny_model,
+                     log=None, **scorers())
+    doc = export_study(url, study.study_name)
+    v = doc["validation"]
+    assert doc["selected_by"] == "held-out validation" and doc["search_best_trial"] == 2
+    assert v["n"] == 40 and doc["trial"] == v["best"]["trial"]
+    best_trial = next(t for t in study.trials if t.number == doc["trial"])
+    assert doc["config"] == best_trial.user_attrs["config"]
+
+
 def test_a_finalist_identical_to_a_baseline_gets_a_zero_interval(tmp_path, tiny_model, scorers):
     study = make_study(tmp_path)
     paper = next(t for t in study.trials if t.user_attrs.get("baseline") == "paper")
