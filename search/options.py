@@ -45,6 +45,7 @@ __all__ = [
 
 OBJECTIVES = ("fid", "fid+clip")
 PRUNERS = ("sha", "hyperband", "median", "none")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")   # Optuna's; benchmarks/search_quality.py compares them
 BACKENDS = ("local", "ray")
 METRIC_GROUPS = STAGES   # the stages objectives.evaluate.Evaluator computes (its `metrics`): fid, kid, clip, prd
 BASELINES = ("paper", *(p for p in PRESETS if p != "paper"))   # the paper's setting, then the presets users pick
@@ -135,7 +136,9 @@ class RunOptions:
     n_reference: int | None = opt(None, "use the first N reference images (default 500 for toy, all otherwise; "
                                         "their features are computed once and cached)")
     artifacts: str | None = opt(None, "artifact folder for image grids (default: beside the SQLite file)")
-    startup_trials: int = opt(8, "random trials before TPE takes over (default 8)")
+    sampler: str = opt("tpe", "Optuna sampler: tpe (default; multivariate, grouped), random, cmaes (numeric "
+                              "dimensions; categoricals drawn at random), gp, qmc (Sobol)")
+    startup_trials: int = opt(8, "random trials before TPE/CMA-ES/GP take over (default 8)")
     quiet: bool = opt(False, "no per-trial progress lines")
     no_validate: bool = opt(False, "skip the held-out validation of the finalists and baselines at the end "
                                    "(run it later with python -m search.validate)")
@@ -211,6 +214,7 @@ def _check(o: RunOptions) -> None:
     _text(o, "clip", optional=False)
     _text(o, "objective", OBJECTIVES)
     _text(o, "pruner", PRUNERS)
+    _text(o, "sampler", SAMPLERS)
     _text(o, "backend", BACKENDS)
     _int(o, "trials", 1, 10**6)
     _float(o, "timeout", 0, lo_open=True)
@@ -294,7 +298,7 @@ def build_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentP
     return p
 
 
-_CHOICES = {"objective": OBJECTIVES, "pruner": PRUNERS, "backend": BACKENDS}
+_CHOICES = {"objective": OBJECTIVES, "pruner": PRUNERS, "backend": BACKENDS, "sampler": SAMPLERS}
 
 
 def _cli_default(default):

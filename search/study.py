@@ -215,13 +215,27 @@ def make_pruner(name: str, rungs: Sequence[int]):
 
 
 def make_sampler(opts: RunOptions, n_existing: int, worker_index: int = 0):
+    """The study's Optuna sampler (--sampler). The seed moves on with the study, so a resumed run does not replay
+    the first run's random trials, and each worker of a study gets its own seed."""
     import optuna
+    seed = worker_seed(opts.seed, n_existing, worker_index)
+    S = optuna.samplers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # the seed moves on with the study, so a resumed run does not replay the first run's random trials
-        # and each worker of a study gets its own seed; constant_liar: trials running elsewhere count as bad
-        return optuna.samplers.TPESampler(seed=worker_seed(opts.seed, n_existing, worker_index), multivariate=True,
-                                          group=True, n_startup_trials=opts.startup_trials, constant_liar=True)
+        if opts.sampler == "random":
+            return S.RandomSampler(seed=seed)
+        if opts.sampler == "qmc":
+            return S.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+        if opts.sampler == "cmaes":
+            # CMA-ES models the numeric dimensions present in every trial; categorical and conditional ones
+            # (spacing, solver, ε vs σ_min) fall back to random draws
+            return S.CmaEsSampler(seed=seed, n_startup_trials=opts.startup_trials, warn_independent_sampling=False,
+                                  independent_sampler=S.RandomSampler(seed=seed))
+        if opts.sampler == "gp":
+            return S.GPSampler(seed=seed, n_startup_trials=opts.startup_trials, deterministic_objective=False)
+        # constant_liar: trials running elsewhere count as bad
+        return S.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=opts.startup_trials,
+                            constant_liar=True)
 
 
 # ---- baselines ---------------------------------------------------------------------------------------------

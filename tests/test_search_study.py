@@ -329,3 +329,15 @@ def test_options_are_frozen_and_resolving_them_returns_new_ones(env):
     # one flag per field, derived from the dataclass
     flags = {a.dest for a in build_parser("p", "", "")._actions if a.dest != "help"}
     assert flags == {f.name for f in dataclasses.fields(RunOptions)}
+
+
+@pytest.mark.parametrize("sampler,kind", [("random", "RandomSampler"), ("cmaes", "CmaEsSampler"),
+                                          ("gp", "GPSampler"), ("qmc", "QMCSampler"), ("tpe", "TPESampler")])
+def test_every_sampler_runs_a_study_past_its_startup_trials(env, sampler, kind):
+    from search.study import make_sampler
+    assert type(make_sampler(env.opts(sampler=sampler), 0)).__name__ == kind
+    study = run(env, trials=8, sampler=sampler, startup_trials=1, pruner="none", baselines=("paper",))
+    searched = [t for t in study.trials if not t.user_attrs.get("baseline")]
+    assert len(searched) == 7 and all(t.state == S.COMPLETE for t in searched)
+    assert len({json.dumps(t.params, sort_keys=True) for t in searched}) == 7   # the sampler proposes, not replays
+
