@@ -138,6 +138,8 @@ class RunOptions:
     artifacts: str | None = opt(None, "artifact folder for image grids (default: beside the SQLite file)")
     sampler: str = opt("tpe", "Optuna sampler: tpe (default; multivariate, grouped), random, cmaes (numeric "
                               "dimensions; categoricals drawn at random), gp, qmc (Sobol)")
+    sampler_seed: int | None = opt(None, "seed of the Optuna sampler alone (default: --seed): replicate a search "
+                                         "on the same images")
     startup_trials: int = opt(8, "random trials before TPE/CMA-ES/GP take over (default 8)")
     quiet: bool = opt(False, "no per-trial progress lines")
     no_validate: bool = opt(False, "skip the held-out validation of the finalists and baselines at the end "
@@ -221,6 +223,7 @@ def _check(o: RunOptions) -> None:
     g_lo, g_hi = BY_NAME["guidance"].valid[:2]   # the search space's bounds of w
     _float(o, "guidance", g_lo, g_hi)
     _int(o, "seed", 0, MAX_SEED, optional=False)
+    _int(o, "sampler_seed", 0, MAX_SEED)
     _float(o, "clip_margin", 0)
     _int(o, "batch_size", 1, MAX_SAMPLES)
     _int(o, "n_reference", 2)

@@ -218,7 +218,7 @@ def make_sampler(opts: RunOptions, n_existing: int, worker_index: int = 0):
     """The study's Optuna sampler (--sampler). The seed moves on with the study, so a resumed run does not replay
     the first run's random trials, and each worker of a study gets its own seed."""
     import optuna
-    seed = worker_seed(opts.seed, n_existing, worker_index)
+    seed = worker_seed(opts.seed if opts.sampler_seed is None else opts.sampler_seed, n_existing, worker_index)
     S = optuna.samplers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
