@@ -86,6 +86,9 @@ def comfyui_recipe(config: SamplerConfig, sigmas: Sequence[float]) -> dict:
         lo, hi = config.guidance_interval
         notes.append(f"guidance interval: CFG only for {lo:.6g} < σ ≤ {hi:.6g}, the conditional prediction alone "
                      "elsewhere; CFGGuider applies cfg on every step, so this needs a guider that switches by σ")
+    if config.offsets is not None:
+        notes.append("refined grid (per-point log-σ offsets of a stage-2 search): the list above already carries "
+                     "them (nothing to add)")
     notes.append("ComfyUI gives the U-Net the nearest integer timestep, not hpyn's fractional t(σ), and scales "
                  "the initial noise by sqrt(1+σ_0²) when σ_0 = σ_max: images are close to hpyn's, not identical")
     return {"sigmas": comfyui_sigmas(s), "sampler_name": sampler, "exact_sampler": exact, "cfg": config.guidance,

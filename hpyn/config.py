@@ -13,9 +13,14 @@ Mapping to the paper's symbols (spec B.4):
   freeu    windows [start, end) of 0-based step indices with FreeU (b1, b2, s1, s2); () = off
   guidance_interval  (σ_lo, σ_hi): classifier-free guidance only where σ_lo < σ ≤ σ_hi (Kynkäänniemi et al. 2024),
            elsewhere the conditional prediction alone (one U-Net batch, not two); None = guidance on every step
+  offsets  a "refined" grid (search.refine): steps−1 log-σ offsets o_i of the interior points, σ_i ← σ_i·exp(o_i)
+           for i = 1..n−1 after the grid is built (σ_0 = σ_max and the last point stay); the result must still be
+           strictly decreasing (`sigmas` checks it on the model's table). None = the grid as built
 
 JSON schema (SCHEMA_VERSION): 1 named the solver by its integer `order` (1/2/3 = DPM-Solver++ 1S/2M/3M);
-2 names it (`solver`). `from_dict` converts a version-1 `order` on read. The published presets are package data
+2 names it (`solver`). `from_dict` converts a version-1 `order` on read. The optional keys `guidance_interval` and
+`offsets` are written only when set, so a config without them reads and writes as before (an hpyn without them
+refuses a config that has them, naming the unknown key). The published presets are package data
 in `hpyn.presets`.
 """
 
@@ -27,6 +32,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from hpyn.noise import NoiseTable
 from hpyn.schedules import FINALS, SPACING_NAMES, ZERO_ENDED, build
@@ -94,6 +101,7 @@ class SamplerConfig:
     freeu_mapping: str = "reference"
     guidance: float = 7.5
     guidance_interval: tuple[float, float] | None = None
+    offsets: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -142,6 +150,16 @@ class SamplerConfig:
             if not gi[0] < gi[1]:
                 raise ValueError(f"guidance_interval (σ_lo, σ_hi) needs σ_lo < σ_hi, got {tuple(gi)!r}")
             object.__setattr__(self, "guidance_interval", (float(gi[0]), float(gi[1])))
+        if self.offsets is not None:
+            off = self.offsets
+            if isinstance(off, (str, bytes)) or not hasattr(off, "__len__"):
+                raise ValueError(f"offsets must be a list of {self.steps - 1} log-σ offsets or None, got {off!r}")
+            if len(off) != self.steps - 1:
+                raise ValueError(f"offsets must have steps−1 = {self.steps - 1} values (one log-σ offset per interior "
+                                 f"grid point σ_1..σ_{self.steps - 1}), got {len(off)}: {list(off)!r}")
+            for i, v in enumerate(off, 1):
+                _finite(f"offsets[σ_{i}]", v)
+            object.__setattr__(self, "offsets", tuple(float(v) for v in off))
 
     @property
     def order(self) -> int:
@@ -161,8 +179,17 @@ class SamplerConfig:
     def sigmas(self, table: NoiseTable):
         """The σ grid (float64, steps+1 values) this config samples over on a model with this table."""
         self.validate(table)
-        return build(table, self.steps, spacing=self.spacing, rho=self.rho, final=self.final,
-                     epsilon=self.epsilon, sigma_min=self.sigma_min)
+        sigmas = build(table, self.steps, spacing=self.spacing, rho=self.rho, final=self.final,
+                       epsilon=self.epsilon, sigma_min=self.sigma_min)
+        if self.offsets is None:
+            return sigmas
+        refined = sigmas.clone()
+        refined[1:-1] = sigmas[1:-1] * torch.exp(torch.tensor(self.offsets, dtype=sigmas.dtype))
+        if not bool((refined[1:] < refined[:-1]).all()):
+            raise ValueError(f"offsets {list(self.offsets)} make the σ grid not strictly decreasing: "
+                             f"{[float(f'{v:.5g}') for v in refined.tolist()]} (from "
+                             f"{[float(f'{v:.5g}') for v in sigmas.tolist()]})")
+        return refined
 
     def guided_at(self, sigma: float) -> bool:
         """Whether classifier-free guidance applies at noise level σ: σ_lo < σ ≤ σ_hi, or always without an interval."""
@@ -186,6 +213,10 @@ class SamplerConfig:
             del d["guidance_interval"]  # optional: a config without it reads and writes as before
         else:
             d["guidance_interval"] = list(self.guidance_interval)
+        if self.offsets is None:
+            del d["offsets"]  # optional, as guidance_interval
+        else:
+            d["offsets"] = list(self.offsets)
         return d
 
     @classmethod

@@ -277,13 +277,15 @@ def collect(study, storage: str | None = None, validation: dict | None = None) -
 
 # ---- how configs, schedules and differences are written ---------------------------------------------------
 def describe_config(config: dict | None) -> str:
-    """One line: solver, spacing and ρ, ending, guidance, FreeU window(s)."""
+    """One line: solver, spacing and ρ (and a refined grid's offsets), ending, guidance, FreeU window(s)."""
     if not config:
         return "–"
     solver = config.get("solver") or {1: "dpmpp_1s", 2: "dpmpp_2m", 3: "dpmpp_3m"}.get(config.get("order"), "?")
     spacing = config.get("spacing")
     rho = f" ρ={fmt(config.get('rho'), 3)}" if spacing in ("time", "karras") else ""   # ays / beta: no ρ
     parts = [f"{config.get('steps')} steps", solver, f"{spacing}{rho}"]
+    if config.get("offsets"):   # a stage-2 grid (search.refine): the spacing's points moved one by one
+        parts[-1] += " refined (log-σ offsets " + " ".join(f"{o:+.2f}" for o in config["offsets"]) + ")"
     if config.get("final") == "residual":
         parts.append(f"residual ε={fmt(config.get('epsilon'), 3)}")
     elif not rho:

@@ -228,7 +228,7 @@ class Objective:
     def _progress(self, trial, row: dict, config: SamplerConfig, state: str) -> None:
         if self.log is None:
             return
-        tag = trial.user_attrs.get("baseline")
+        tag = trial.user_attrs.get("baseline") or ("stage2" if trial.user_attrs.get("stage") == 2 else None)
         head = f"[trial {trial.number}{' ' + tag if tag else ''}] n={row['n']:<5d}"
         best, who = self._best_at(trial, row["n"], row["fid"])
         desc = (f"{config.spacing} ρ={config.rho:.3g} {config.final} "
@@ -236,7 +236,8 @@ class Objective:
                    f"σmin={'model' if config.sigma_min is None else format(config.sigma_min, '.3g')}")
                 + (f" o{config.order}" if config.solver.startswith("dpmpp") else f" {config.solver}")
                 + (f" freeu[{config.freeu[0].start},{config.freeu[0].end})" if config.freeu else "")
-                + (" cfg({:.3g},{:.3g}]".format(*config.guidance_interval) if config.guidance_interval else ""))
+                + (" cfg({:.3g},{:.3g}]".format(*config.guidance_interval) if config.guidance_interval else "")
+                + (" refined[" + " ".join(f"{o:+.2f}" for o in config.offsets) + "]" if config.offsets else ""))
         tail = {"pruned": "  → pruned", "done": "", "rung": ""}[state]
         self._say(f"{head} {format_metrics(row)} | best@{row['n']} {best:.3f} (#{who}) | "
                   f"{row['generate_s'] + row['metrics_s']:.1f}s | {desc}{tail}")

@@ -141,6 +141,8 @@ class RunOptions:
     sampler_seed: int | None = opt(None, "seed of the Optuna sampler alone (default: --seed): replicate a search "
                                          "on the same images")
     startup_trials: int = opt(8, "random trials before TPE/CMA-ES/GP take over (default 8)")
+    refine: int = opt(0, "stage 2: after the parametric trials, N trials that move the best one's interior grid "
+                         "points by free log-σ offsets (search.refine; marked stage 2; default 0 = none)")
     quiet: bool = opt(False, "no per-trial progress lines")
     no_validate: bool = opt(False, "skip the held-out validation of the finalists and baselines at the end "
                                    "(run it later with python -m search.validate)")
@@ -228,6 +230,7 @@ def _check(o: RunOptions) -> None:
     _int(o, "batch_size", 1, MAX_SAMPLES)
     _int(o, "n_reference", 2)
     _int(o, "startup_trials", 0, 10**6, optional=False)
+    _int(o, "refine", 0, 10**6, optional=False)
     _int(o, "heartbeat", 1, MAX_HEARTBEAT)
     _float(o, "gpus_per_trial", 0)
     _int(o, "max_concurrent", 1)
@@ -248,6 +251,9 @@ def _check(o: RunOptions) -> None:
         raise ValueError("--clip-margin applies to --objective fid (with fid+clip, CLIP is an objective)")
     if o.objective == "fid+clip" and ("clip" not in o.metrics or o.clip == "none"):
         raise ValueError("--objective fid+clip needs the CLIP score (keep 'clip' in --metrics, --clip not 'none')")
+    if o.refine and (o.backend != "local" or o.objective != "fid"):
+        raise _bad("refine", o.refine, "stage 2 refines the one best trial of an --objective fid study on the local "
+                   "backend")
     if o.backend == "ray" and (o.objective != "fid" or o.clip_margin is not None):
         raise ValueError("--backend ray runs --objective fid studies without --clip-margin; use the local backend")
 

@@ -7,6 +7,8 @@ again resumes it: finished trials are kept, the study goes on until it has --tri
 the baselines once (the paper's setting and classic DPM++2M-Karras, both at the study's guidance), and optimises.
 A failing trial (NaN, out of memory, an exception) is recorded as FAIL with its reason and the study goes on;
 Ctrl-C and SIGTERM stop cleanly (the running trial is marked FAIL "interrupted" and retried by the next run).
+With --refine N (local backend), stage 2 follows: N trials that move the interior grid points of the best
+parametric trial one by one (search.refine); they are marked `stage: 2` and do not count toward --trials.
 
 Exit status: 0 done; 1 the run ended without the work it was asked for (every trial failed, or it stopped after
 repeated failures), with the reason; 2 a bad input; 130 Ctrl-C; 143 SIGTERM.
@@ -97,7 +99,7 @@ class _Stopper:
     def __call__(self, study, trial) -> None:
         import optuna
         self.fails = self.fails + 1 if trial.state == optuna.trial.TrialState.FAIL else 0
-        c = counts(study)
+        c = counts(study, stage=1)
         if finished_count(c) >= self.target and not c.get("WAITING"):
             study.stop()   # (WAITING: an enqueued baseline or a dead worker's retried trial still to run)
         elif self.fails >= MAX_CONSECUTIVE_FAILURES:
@@ -168,11 +170,12 @@ def _first_line(e: BaseException) -> str:
 
 
 def _nothing_to_do(study, prep: Prepared) -> bool:
-    c = counts(study)
+    from search.refine import stage2_done
+    c = counts(study, stage=1)
     names = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)
              if t.state.name in ("COMPLETE", "PRUNED")}
     return finished_count(c) >= prep.opts.trials and not c.get("WAITING") and not c.get("RUNNING") and \
-        {"paper", "dpmpp2m-karras"} <= names
+        {"paper", "dpmpp2m-karras"} <= names and stage2_done(study) >= prep.opts.refine
 
 
 def _verdict(study, finished_before: set[int], stopper: _Stopper | None) -> str | None:
@@ -255,28 +258,41 @@ def _run(opts, evaluator, model, callbacks, log, ray_factory):
         if stale:
             say(f"failed trial(s) {stale}: their worker died (no heartbeat for {3 * (o.heartbeat or 0)}s); "
                 "they are retried")
-        c = counts(study)
+        c = counts(study, stage=1)   # --trials counts the parametric trials, not --refine's
         done = finished_count(c)
         art = artifact_dir(prep.storage_url, o.artifacts)
         say(f"study {prep.study_name!r} in {prep.storage_url}: model {prep.spec.name}, {o.steps} steps, objective "
             f"{o.objective}, rungs {list(prep.rungs)}, guidance {o.guidance}; {done} finished trial(s) of {o.trials}")
         for name, note in added:
             say(f"  enqueued baseline {name}: {note}")
-        if done >= o.trials and not c.get("WAITING"):
-            say(f"the study already has {done} finished trials (target {o.trials}); give a larger --trials to go on")
+        from search.refine import stage2_done
+        parametric_done = done >= o.trials and not c.get("WAITING")
+        if parametric_done and stage2_done(study) >= o.refine:
+            say(f"the study already has {done} finished trials (target {o.trials})"
+                + (f" and {stage2_done(study)} stage-2 trials (--refine {o.refine})" if o.refine else "")
+                + "; give a larger --trials to go on")
             summary(study, say)
             return study
         finished_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        stopper = None
+        stopper, refine_failure = None, None
         if o.backend == "ray":
             from search.ray_tune import run_ray
             run_ray(prep, study, storage, factory=ray_factory, log=log)
         else:
             stopper = _Stopper(o.trials, say)
-            _optimize(prep, study, model, evaluator, artifact_store(art), [stopper, *callbacks], log)
+            t_start = time.perf_counter()
+            if not parametric_done:
+                _optimize(prep, study, model, evaluator, artifact_store(art), [stopper, *callbacks], log)
+            if o.refine and not stopper.gave_up:   # stage 2 (search.refine), after the parametric trials
+                from search.refine import refine
+                left = None if o.timeout is None else max(0.0, o.timeout - (time.perf_counter() - t_start))
+                refine_failure = refine(
+                    study, o.refine, lambda: _optimize(prep, study, model, evaluator, artifact_store(art), callbacks,
+                                                       log, n_trials=1),
+                    table=prep.table, seed=o.seed, timeout=left, say=say)
     summary(study, say, prep.storage_url, art)
-    failure = _verdict(study, finished_before, stopper)
+    failure = _verdict(study, finished_before, stopper) or refine_failure
     if failure:
         raise RunFailed(f"study {prep.study_name!r}: {failure}", study)
     if o.backend == "local" and own_metrics:
@@ -306,8 +322,9 @@ def _finish(prep: Prepared, study, model, evaluator, artifacts, say) -> None:
                 log=say)
 
 
-def _optimize(prep: Prepared, study, model, evaluator, artifacts, callbacks, log) -> None:
-    """The local backend: trials one after another in this process."""
+def _optimize(prep: Prepared, study, model, evaluator, artifacts, callbacks, log, n_trials: int | None = None) -> None:
+    """The local backend: trials one after another in this process (until a callback stops the study, or
+    `n_trials` of them)."""
     from search.objective import Objective
     o = prep.opts
     objective = Objective(model=model, evaluator=evaluator, space=prep.space, prompts=prep.prompts,
@@ -318,10 +335,11 @@ def _optimize(prep: Prepared, study, model, evaluator, artifacts, callbacks, log
     optuna_log.addFilter(quiet)
     t0 = time.perf_counter()
     try:
-        study.optimize(objective, timeout=o.timeout, catch=(Exception,), callbacks=callbacks)
+        study.optimize(objective, timeout=None if n_trials else o.timeout, n_trials=n_trials, catch=(Exception,),
+                       callbacks=callbacks)
     finally:
         optuna_log.removeFilter(quiet)
-    if log is not None:
+    if log is not None and n_trials is None:
         log(f"ran for {time.perf_counter() - t0:.0f}s")
 
 
@@ -343,6 +361,15 @@ def summary(study, say, storage_url: str | None = None, art=None) -> None:
             best = study.best_trial
             m = trial_metrics(best, last)
             say(f"  best                     (trial {best.number}) n={last}: {format_metrics(m) if m else best.value}")
+            done = study.get_trials(deepcopy=False, states=(S.COMPLETE,))
+            stage2 = [t for t in done if t.user_attrs.get("stage") == 2]
+            if stage2:   # --refine: the best of each stage (same prompts as the search: validate before trusting)
+                for label, pool in (("best stage 1", [t for t in done if t.user_attrs.get("stage") != 2]),
+                                    ("best stage 2", stage2)):
+                    t = min(pool, key=lambda t: t.value, default=None)
+                    if t is not None:
+                        m = trial_metrics(t, last)
+                        say(f"  {label:24s} (trial {t.number}) n={last}: {format_metrics(m) if m else t.value}")
         else:
             say(f"  Pareto front: trials {[t.number for t in study.best_trials]}")
     except ValueError:

@@ -12,6 +12,8 @@ extractor, resize, N, KID/PRD settings, CLIP model; `record_conventions`), so tr
   wall_time_s, fail_reason    (`record_failure`; a failed trial always says why)
   baseline, baseline_note, fixed_config   tags of an enqueued baseline
   retry_of, retry_reason      a retried copy of a trial that died or was interrupted (`retry`)
+  stage, refine_of            a stage-2 trial (search.refine, --refine): 2, and the stage-1 trial whose config
+                              it refines with log-σ offsets (params offset_1..); stage-1 trials have neither
 
 The state a trial ends in follows one rule (`verdict`): COMPLETE only after the last rung, PRUNED when the pruner
 stopped it at a lower rung (value = its last FID), FAIL with a reason otherwise.
@@ -44,7 +46,7 @@ __all__ = [
 
 DIGITS = 7   # significant digits of stored metrics (search.facts.round_floats); FID 129.9851
 
-TAGS = ("baseline", "baseline_note", "fixed_config")   # what a retried copy of a trial keeps
+TAGS = ("baseline", "baseline_note", "fixed_config", "stage", "refine_of")   # what a retried copy of a trial keeps
 
 
 class Interrupted(KeyboardInterrupt):
@@ -64,13 +66,17 @@ def reason(e: BaseException) -> str:
 
 def config_for(trial, space):
     """The config a trial samples: a baseline's fixed config (one the space cannot express), else the point of
-    `space` the trial asks for (search.space.suggest_config)."""
+    `space` the trial asks for (search.space.suggest_config); a stage-2 trial (search.refine) adds its log-σ
+    offsets to that (its base trial's parameters or fixed config)."""
     from hpyn.config import SamplerConfig
     from search.space import suggest_config
-    fixed = trial.user_attrs.get("fixed_config") if hasattr(trial, "user_attrs") else None
-    if fixed:
-        return SamplerConfig.from_dict(fixed)
-    return suggest_config(trial, space.steps, space)
+    user = trial.user_attrs if hasattr(trial, "user_attrs") else {}
+    fixed = user.get("fixed_config")
+    config = SamplerConfig.from_dict(fixed) if fixed else suggest_config(trial, space.steps, space)
+    if user.get("stage") == 2:
+        from search.refine import suggest_offsets
+        config = config.replace(offsets=suggest_offsets(trial, config.steps))
+    return config
 
 
 def record_config(trial, config, table) -> dict:
@@ -181,9 +187,12 @@ def trial_metrics(trial, n: int | None = None) -> dict | None:
     return next((r for r in rungs if r["n"] == n), None)
 
 
-def counts(study) -> dict[str, int]:
+def counts(study, stage: int | None = None) -> dict[str, int]:
+    """Trials per state name; `stage=1`: the parametric trials only (not search.refine's stage-2 trials)."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
+        if stage is not None and (t.user_attrs.get("stage") == 2) != (stage == 2):
+            continue
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
 
