@@ -92,8 +92,8 @@ def meaning(f: StudyFacts) -> list[str]:
     lines.append("↓ lower is better (FID, KID), ↑ higher is better (CLIP, PRD). Δ % = (best − baseline) / baseline.")
     if f.pruned_at:
         at = ", ".join(f"{k} at N = {n}" for n, k in f.pruned_at.items())
-        lines.append(f"**Pruned trials** ({at}): their value is the FID at the rung where they stopped (attribute "
-                     "`n`), at a smaller N than the finished trials' and so biased high: do not compare it with "
+        lines.append(f"**Pruned trials** ({at}): their value is the FID at the rung where they stopped (attributes "
+                     "`pruned_at_n` and `n`), at a smaller N than the finished trials' and so biased high: do not compare it with "
                      f"N = {f.n} values.")
     return lines
 
