@@ -54,10 +54,10 @@ ATTR_LIMIT = 1024              # optuna-dashboard truncates longer user attribut
 MIN_AUTO_REFERENCE = 500       # --reference-split auto: fewer held-out reference images than this -> the search's
 PRIMARY = "inception-v3-compat"
 # toy: N sized so that `make demo` (study + validation) stays near 10 min on 2 cores: ~73 ms per toy image
-# (generation 11 + Inception 62) x 8 candidates (3 finalists, 5 baselines) x 128 ≈ 75 s, + 31 s once for the
-# held-out reference's features; FID intervals ±5 wide at 128 (±3.7 at 256), benchmarks/validate_speed.py
+# (generation 11 + Inception 62) x 8 candidates (3 finalists, 5 baselines) x 256 ≈ 150 s, + 31 s once for the
+# held-out reference's features; paired FID intervals ±5 wide at 128, ±3.7 at 256 (benchmarks/validate_speed.py)
 DEFAULTS = {
-    "toy": {"n": 128, "n_reference": 500, "judges": ("toy-classifier",), "batch_size": 64},
+    "toy": {"n": 256, "n_reference": 500, "judges": ("toy-classifier",), "batch_size": 64},
     None: {"n": 5000, "n_reference": None, "judges": ("clip-image", "dinov2"), "batch_size": 16},
 }
 LABELS = {"fid": "FID", "kid": "KID", "clip_score": "CLIP", "fd_toy-classifier": "FD-classifier",
@@ -585,7 +585,7 @@ def main(argv=None) -> int:
     p.add_argument("--study", required=True)
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"SQLAlchemy URL (default {DEFAULT_STORAGE})")
     p.add_argument("--top", type=int, default=3, help="finalists: the K best complete trials (default 3)")
-    p.add_argument("--n", type=int, help="held-out images per candidate (default 128 for toy, 5000 otherwise)")
+    p.add_argument("--n", type=int, help="held-out images per candidate (default 256 for toy, 5000 otherwise)")
     p.add_argument("--n-reference", type=int, help="held-out reference images (default 500 for toy, all that remain)")
     p.add_argument("--reference-split", default="auto", choices=("auto", "heldout", "same"),
                    help="heldout: reference images after the search's (error if too few); same: the search's own; "

@@ -341,3 +341,27 @@ def test_every_sampler_runs_a_study_past_its_startup_trials(env, sampler, kind):
     assert len(searched) == 7 and all(t.state == S.COMPLETE for t in searched)
     assert len({json.dumps(t.params, sort_keys=True) for t in searched}) == 7   # the sampler proposes, not replays
 
+
+
+@pytest.mark.parametrize("flags", [{}, {"no_validate": True}, {"no_report": True}])
+def test_a_run_ends_with_validation_then_the_report_unless_told_not_to(env, monkeypatch, flags):
+    calls = []
+    monkeypatch.setattr(run_mod, "_loaded", lambda prep, model, ev, say: (env.model, FakeEvaluator()))
+
+    def validate(study, opts, *, model, log):
+        calls.append(("validate", study.study_name, model is env.model))
+        return {"n": 40, "best": {"trial": 0}, "images": {"paper": None}}
+
+    def publish(study, **kw):
+        calls.append(("publish", kw["validation"], list(kw["prompts"][:2]), list(kw["seeds"][:2])))
+    monkeypatch.setattr("search.validate.run_validation", validate)
+    monkeypatch.setattr("search.report.publish", publish)
+    study = run_study(env.opts(trials=3, **flags), evaluator=None, model=env.model, log=None)
+    prep = prepare(env.opts())
+    validated = [("validate", study.study_name, True)] if not flags.get("no_validate") else []
+    shown = ({"n": 40, "best": {"trial": 0}} if validated else None, list(prep.prompts[:2]), list(prep.seeds[:2]))
+    assert calls == validated + ([("publish", *shown)] if not flags.get("no_report") else [])
+    # a caller that brings its own evaluator (a notebook, these tests) validates and reports itself
+    calls.clear()
+    run_study(env.opts(trials=4, **flags), evaluator=FakeEvaluator(), model=env.model, log=None)
+    assert calls == []
