@@ -149,7 +149,10 @@ def refine(study, n: int, run_one: Callable[[], None], *, table, seed: int = 0, 
             return None
         waiting = [t for t in study.get_trials(deepcopy=False, states=(S.WAITING,)) if is_stage2(t)]
         if not waiting:
-            shadow = _shadow(study, config.steps, sampler, seed)
+            # a seed per draw: a replayed trial's params are fixed, so a seeded sampler's random draws (TPE's
+            # startup) would not move on and every draw would repeat the first
+            drawn = sum(1 for t in study.get_trials(deepcopy=False) if is_stage2(t))
+            shadow = _shadow(study, config.steps, sampler, seed * 7919 + drawn)
             draw = shadow.ask(distributions(config.steps))
             offsets = tuple(draw.params[k] for k in offset_names(config.steps))
             params = {**base.params, **draw.params}

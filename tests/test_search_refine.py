@@ -81,6 +81,13 @@ def test_replay_feeds_the_offset_sampler_only_stage2_trials(env):  # noqa: F811 
     assert set(shadow.ask(refine_mod.distributions(5)).params) == {f"offset_{i}" for i in range(1, 5)}
 
 
+def test_the_offset_draws_differ_with_either_sampler(env, monkeypatch):  # noqa: F811  (the fixture imported above)
+    monkeypatch.setattr(refine_mod, "REFINE_SAMPLER", "tpe")   # its startup draws are random: each must be new
+    study = run(env, trials=3, refine=3, pruner="none")
+    draws = [tuple(sorted((k, v) for k, v in t.params.items() if k.startswith("offset_"))) for t in stage2(study)]
+    assert len(draws) == 3 and len(set(draws)) == 3
+
+
 def test_refine_option():
     p = build_parser("x", "", "")
     assert from_args(p.parse_args(["--model", "toy", "--steps", "5", "--refine", "4"])).refine == 4
