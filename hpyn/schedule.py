@@ -56,7 +56,9 @@ def main(argv=None) -> int:
     print(f"model {spec.name}  σ_min={table.sigma_min:.6g}  σ_max={table.sigma_max:.6g}  ({note})")
     c = config
     print(f"steps={c.steps} spacing={c.spacing} rho={c.rho} final={c.final} epsilon={c.epsilon} "
-          f"sigma_min={c.sigma_min} solver={c.solver} guidance={c.guidance} freeu={[w.__dict__ for w in c.freeu]}")
+          f"sigma_min={c.sigma_min} solver={c.solver} guidance={c.guidance} freeu={[w.__dict__ for w in c.freeu]}"
+          + ("" if c.guidance_interval is None else f" guidance_interval={list(c.guidance_interval)}")
+          + ("" if c.offsets is None else " refined: log-σ offsets " + " ".join(f"{o:+.3g}" for o in c.offsets)))
     print("sigma: " + " ".join(f"{s:.5g}" for s in info["sigmas"]))
     print("t:     " + " ".join(f"{t:.2f}" for t in info["timesteps"]) + (" (then σ=0)" if c.final == "zero" else ""))
     print("h:     " + " ".join(f"{h:.3f}" for h in info["h"]))
