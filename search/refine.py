@@ -88,6 +88,7 @@ def _sampler(kind: str, steps: int, seed: int):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)   # warn_independent_sampling: deprecated, still honoured
         if kind == "cmaes":
             cls = type("RefineCmaEs", (_Fixed, optuna.samplers.CmaEsSampler), {})
             return cls(n_startup_trials=0, seed=seed, consider_pruned_trials=True, warn_independent_sampling=False)

@@ -222,6 +222,7 @@ def make_sampler(opts: RunOptions, n_existing: int, worker_index: int = 0):
     S = optuna.samplers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)   # warn_independent_sampling: deprecated, still honoured
         if opts.sampler == "random":
             return S.RandomSampler(seed=seed)
         if opts.sampler == "qmc":

@@ -4,16 +4,17 @@ User attributes of a trial (the dashboard and `search.export` read them):
   config, sigmas, timesteps   the SamplerConfig and its σ grid / U-Net timesteps  (`record_config`)
   rungs                       one row per rung reached: n, every metric, generate_s, metrics_s  (`record_rung`)
   fid, kid_mean, ..., n       the last rung's metrics (names, directions, formats: objectives.metrics); stored
-                              rounded to 7 significant digits (the trial's value keeps full precision)
+                              rounded to 7 significant digits, as are the trial's reported and final values
   pruned_at_n                 a pruned trial's rung: its value is an FID at this N, not at the last rung's
   prd_curve                   the last rung's PRD curve, thinned to 41 angles (search.facts.prd_curve_attr)
-The study, not each trial, holds the evaluation conventions of the last rung (study attribute `conventions`:
-extractor, resize, N, KID/PRD settings, CLIP model; `record_conventions`), so trial pages stay short.
   wall_time_s, fail_reason    (`record_failure`; a failed trial always says why)
   baseline, baseline_note, fixed_config   tags of an enqueued baseline
   retry_of, retry_reason      a retried copy of a trial that died or was interrupted (`retry`)
   stage, refine_of            a stage-2 trial (search.refine, --refine): 2, and the stage-1 trial whose config
                               it refines with log-σ offsets (params offset_1..); stage-1 trials have neither
+
+The study, not each trial, holds the evaluation conventions of the last rung (study attribute `conventions`:
+extractor, resize, N, KID/PRD settings, CLIP model; `record_conventions`), so trial pages stay short.
 
 The state a trial ends in follows one rule (`verdict`): COMPLETE only after the last rung, PRUNED when the pruner
 stopped it at a lower rung (value = its last FID), FAIL with a reason otherwise.
@@ -90,20 +91,21 @@ def record_config(trial, config, table) -> dict:
 
 
 def record_rung(trial, history: list, n: int, metrics: dict, generate_s: float, metrics_s: float) -> dict:
-    """Append rung `n`'s row (every metric that is not None, times) to `history`, record it (rounded to `DIGITS`
-    significant digits); returns the full-precision row. Raises FloatingPointError naming a non-finite metric (a
-    failed trial, not a score)."""
+    """Append rung `n`'s row (every metric that is not None, times; rounded to `DIGITS` significant digits, far
+    below the metrics' sampling noise) to `history`, record it and return it: the reported and returned values are
+    the recorded ones, so the dashboard shows 128.6662, not 128.66617185170858. Raises FloatingPointError naming a
+    non-finite metric (a failed trial, not a score)."""
     from search.facts import round_floats
     bad = [k for k in METRIC_KEYS if isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])]
     if bad:
         raise FloatingPointError(f"non-finite {', '.join(f'{k}={metrics[k]}' for k in bad)} at n={n}")
-    row = {"n": n, **{k: float(metrics[k]) for k in METRIC_KEYS if metrics.get(k) is not None},
+    row = {"n": n, **{k: round_floats(float(metrics[k]), DIGITS) for k in METRIC_KEYS if metrics.get(k) is not None},
            "generate_s": round(generate_s, 3), "metrics_s": round(metrics_s, 3)}
     history.append(row)
-    trial.set_user_attr("rungs", round_floats(history, DIGITS))
+    trial.set_user_attr("rungs", history)
     for k in METRIC_KEYS + ("n",):
         if k in row:
-            trial.set_user_attr(k, round_floats(row[k], DIGITS))
+            trial.set_user_attr(k, row[k])
     return row
 
 
