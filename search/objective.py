@@ -84,6 +84,7 @@ class Objective:
     batch_size: int = 16
     grid_images: int = 16
     log: Callable[[str], None] | None = print
+    proxy: Any = None                   # objectives.proxy.TeacherProxy over the first rung's pairs, or None
 
     def __post_init__(self):
         self.rungs = [int(r) for r in self.rungs]
@@ -125,6 +126,8 @@ class Objective:
                            batch_size=self.batch_size)
             gen_s = time.perf_counter() - t
             images.append(new)
+            if n == rungs[0] and self.proxy is not None:
+                self._record_proxy(trial, new)
             metrics = self._evaluate(new, done, n, images, feats, clips, last=n == rungs[-1])
             if self._incremental():  # features are kept; of the images only what the grid shows
                 images[:] = [torch.cat(images)[:self.grid_images]]
@@ -168,6 +171,15 @@ class Objective:
             return ev.evaluate(None, prompts, features=torch.cat(feats),
                                clip_scores=np.concatenate(clips) if clips else None, **kw)
         return ev.evaluate(torch.cat(images), prompts, **kw)
+
+    def _record_proxy(self, trial, new: torch.Tensor) -> None:
+        """Trial attribute proxy_teacher: the teacher proxy of the first rung's images (never fails a trial)."""
+        try:
+            t = time.perf_counter()
+            trial.set_user_attr("proxy_teacher", float(f"{self.proxy.score(new, prefix=True):.7g}"))
+            trial.set_user_attr("proxy_s", round(time.perf_counter() - t, 3))
+        except Exception as e:  # noqa: BLE001 - a recorded extra, not the objective
+            self._say(f"[trial {trial.number}] warning: no proxy: {type(e).__name__}: {e}")
 
     def _incremental(self) -> bool:
         ev = self.evaluator

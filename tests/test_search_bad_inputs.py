@@ -100,6 +100,7 @@ def rejects(main, argv, bad, ws, capsys, label=""):
 RUN = [  # (arguments replacing or added to a good command line, text the message must contain)
     (["--steps", "0"], "--steps 0"), (["--steps", "200000"], "--steps 200000"), (["--steps", "x"], "'x'"),
     (["--model", "no-such-model"], "no-such-model"), (["--sampler", "anneal"], "'anneal'"),
+    (["--proxy", "nope"], "'nope'"), (["--proxy", "toy-classifier", "--backend", "ray"], "--proxy 'toy-classifier'"),
     (["--guidance", "inf"], "--guidance inf"), (["--guidance", "nan"], "--guidance nan"),
     (["--guidance", "1e308"], "1e+308"), (["--guidance", "-1"], "--guidance -1"),
     (["--timeout", "0"], "--timeout 0"), (["--timeout", "inf"], "--timeout inf"),
