@@ -233,7 +233,8 @@ def make_sampler(opts: RunOptions, n_existing: int, worker_index: int = 0):
             return S.CmaEsSampler(seed=seed, n_startup_trials=opts.startup_trials, warn_independent_sampling=False,
                                   independent_sampler=S.RandomSampler(seed=seed))
         if opts.sampler == "gp":
-            return S.GPSampler(seed=seed, n_startup_trials=opts.startup_trials, deterministic_objective=False)
+            return S.GPSampler(seed=seed, n_startup_trials=opts.startup_trials, deterministic_objective=False,
+                               warn_independent_sampling=False)   # conditional dimensions: drawn at random
         # constant_liar: trials running elsewhere count as bad
         return S.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=opts.startup_trials,
                             constant_liar=True)
