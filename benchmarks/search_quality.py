@@ -1,7 +1,7 @@
 """Which search engine finds the best sampler for a budget: Optuna's samplers compared on the toy, judged on held-out
 images (issue 12 item 4).
 
-    python benchmarks/search_quality.py                                   # TPE, random, CMA-ES x 2 replicates
+    python benchmarks/search_quality.py                                   # TPE, random, CMA-ES, GP x 2 replicates
     python benchmarks/search_quality.py --samplers tpe,random --replicates 3 --trials 40 --rungs 32,128 --n 512
 
 Every study searches the same images (prompts and seeds of `--seed`); replicates differ only in the Optuna sampler's
@@ -120,7 +120,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--samplers", default="tpe,random,cmaes")
+    p.add_argument("--samplers", default="tpe,random,cmaes,gp")
     p.add_argument("--replicates", type=int, default=2)
     p.add_argument("--trials", type=int, default=24, help="trials per study, the 5 baselines included (default 24)")
     p.add_argument("--rungs", default="32,128")
