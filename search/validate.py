@@ -5,11 +5,10 @@ images it optimised (the winner's curse). This stage re-generates the top-k comp
 on a held-out set and says, with paired 95 % bootstrap intervals, whether each finalist really beats each baseline.
 
 * Held-out set (search.heldout, checked before anything loads): prompts at indices the search never used (after
-  its last rung in the study's prompt set, or a
-  separate `--prompts` set); seeds s·1,000,000 + 500,000 + j where the search used s·1,000,000 + i (i < its last
-  rung ≤ 500,000); reference images after the first n_reference the search scored against, when the reference
-  has enough of them (`--reference-split`). Image j has the same prompt and seed for every candidate (common
-  random numbers): that pairing is what makes small differences detectable.
+  its last rung in the study's prompt set, or a separate `--prompts` set); seeds s·1,000,000 + 500,000 + j where
+  the search used s·1,000,000 + i (i < its last rung ≤ 500,000); reference images after the first n_reference the
+  search scored against, when the reference has enough of them (`--reference-split`). Image j has the same prompt
+  and seed for every candidate (common random numbers): that pairing is what makes small differences detectable.
 * Metrics from one pass over the images: FID and KID (Inception, the search's objective), CLIP score, and Fréchet
   distances in the second judges' feature spaces (toy: the toy classifier; real models: the CLIP-score model's
   image features, FD-CLIP, and DINOv2, FD-DINOv2, where its weights are available).
