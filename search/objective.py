@@ -253,3 +253,27 @@ class Objective:
         tail = {"pruned": "  → pruned", "done": "", "rung": ""}[state]
         self._say(f"{head} {format_metrics(row)} | best@{row['n']} {best:.3f} (#{who}) | "
                   f"{row['generate_s'] + row['metrics_s']:.1f}s | {desc}{tail}")
+
+
+# ---- --proxy ----------------------------------------------------------------------------------------------
+_PROXIES: dict = {}
+
+
+def teacher_proxy(prep, model, log):
+    """--proxy: the teacher proxy (objectives.proxy) over the first rung's prompts and seeds, for `Objective.proxy`;
+    built once per process (`prep`: search.study.Prepared; the teacher's images and features are cached on disk)."""
+    o = prep.opts
+    if o.proxy is None:
+        return None
+    key = (id(model), prep.study_name, o.proxy)
+    if key not in _PROXIES:
+        from hpyn.presets import classic_setting
+        from objectives.proxy import TeacherProxy
+        t = time.perf_counter()
+        n = prep.rungs[0]
+        _PROXIES[key] = TeacherProxy(model, classic_setting(50, o.guidance), prep.prompts[:n], prep.seeds[:n],
+                                     extractor=o.proxy, batch_size=o.batch_size or 16, device=o.device)
+        if log is not None:
+            log(f"teacher proxy ({o.proxy}, 50-step DPM++2M-Karras, {n} images) ready in "
+                f"{time.perf_counter() - t:.1f}s")
+    return _PROXIES[key]

@@ -322,38 +322,15 @@ def _finish(prep: Prepared, study, model, evaluator, artifacts, say) -> None:
                 log=say)
 
 
-_PROXIES: dict = {}
-
-
-def _teacher_proxy(prep: Prepared, model, log):
-    """--proxy: the teacher proxy over the first rung's prompts and seeds, built once per process (the teacher's
-    images and features are cached on disk by objectives.proxy)."""
-    o = prep.opts
-    if o.proxy is None:
-        return None
-    key = (id(model), prep.study_name, o.proxy)
-    if key not in _PROXIES:
-        from hpyn.presets import classic_setting
-        from objectives.proxy import TeacherProxy
-        t = time.perf_counter()
-        n = prep.rungs[0]
-        _PROXIES[key] = TeacherProxy(model, classic_setting(50, o.guidance), prep.prompts[:n], prep.seeds[:n],
-                                     extractor=o.proxy, batch_size=o.batch_size or 16, device=o.device)
-        if log is not None:
-            log(f"teacher proxy ({o.proxy}, 50-step DPM++2M-Karras, {n} images) ready in "
-                f"{time.perf_counter() - t:.1f}s")
-    return _PROXIES[key]
-
-
 def _optimize(prep: Prepared, study, model, evaluator, artifacts, callbacks, log, n_trials: int | None = None) -> None:
     """The local backend: trials one after another in this process (until a callback stops the study, or
     `n_trials` of them)."""
-    from search.objective import Objective
+    from search.objective import Objective, teacher_proxy
     o = prep.opts
     objective = Objective(model=model, evaluator=evaluator, space=prep.space, prompts=prep.prompts,
                           seeds=prep.seeds, rungs=prep.rungs, multi=o.objective == "fid+clip",
                           clip_margin=o.clip_margin, artifacts=artifacts, batch_size=o.batch_size, log=log,
-                          proxy=_teacher_proxy(prep, model, log))
+                          proxy=teacher_proxy(prep, model, log))
     quiet = _NoInterruptTraceback()
     optuna_log = logging.getLogger("optuna.study._optimize")
     optuna_log.addFilter(quiet)

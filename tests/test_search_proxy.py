@@ -8,7 +8,8 @@ import pytest
 from hpyn.config import SamplerConfig
 from hpyn.generate import generate
 from search.options import RunOptions
-from search.run import _PROXIES, run_study
+from search.objective import _PROXIES
+from search.run import run_study
 
 
 class PixelFID:
