@@ -116,7 +116,9 @@ def test_two_workers_share_a_study_and_a_sigkilled_worker_loses_nothing(setup, p
     """Worker A (a process) and worker B (this process) on one study; then A is SIGKILLed mid-trial and a restarted
     worker recovers: A's trial is failed as stale and retried, every finished trial is intact."""
     name = "shared"
-    a = worker(setup, pg_url, name, 40, sleep=0.4)
+    # A spends 1 s per evaluation, so that the SIGKILL of phase 2 lands inside a trial (a rung takes ~1.3 s), not
+    # in the short gap between two trials, where nothing would be RUNNING
+    a = worker(setup, pg_url, name, 40, sleep=1.0)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(a.stdout), daemon=True)
     reader.start()
