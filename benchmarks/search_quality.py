@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def first_beat(study, final_n: int) -> tuple[int | None, float | None, float]:
+def first_beat(study) -> tuple[int | None, float | None, float]:
     """(trials, minutes) until a non-baseline trial first had a search FID at the last rung below every baseline's,
     counted in trial order from the study's first trial; and the study's minutes."""
     import optuna
@@ -59,7 +59,7 @@ def one(args, sampler: str, replicate: int, model, log) -> dict:
     t = time.perf_counter()
     study = run_study(opts, model=model, log=log)
     search_min = (time.perf_counter() - t) / 60
-    trials_to_beat, minutes_to_beat, span = first_beat(study, args.rungs[-1])
+    trials_to_beat, minutes_to_beat, span = first_beat(study)
     t = time.perf_counter()
     row = {"sampler": sampler, "replicate": replicate, "trials_to_beat": trials_to_beat,
            "minutes_to_beat": minutes_to_beat, "study_minutes": span, "search_minutes": search_min}
